@@ -1,0 +1,138 @@
+import asyncio
+
+import pytest
+
+from thinktank.backends import ScriptedBackend
+from thinktank.engine import Budget, Engine, ResponseCache
+from thinktank.exceptions import BudgetExceeded, CacheError, UnknownModelError
+from thinktank.types import GenerationRequest
+from thinktank.usage import Price, PriceTable
+
+
+def echo_index(request, i):
+    return f"sample {i} seed {request.seed}"
+
+
+async def test_fan_out_returns_n_samples_in_order_with_usage():
+    backend = ScriptedBackend(echo_index, max_concurrency=3, delay_s=0.01)
+    engine = Engine({"m": backend})
+    ctx = engine.context()
+    out = await ctx.generate(GenerationRequest.from_prompt("two words", "m", n=7, seed=100))
+    assert [c.sample_index for c in out] == list(range(7))
+    assert [c.text.split()[-1] for c in out] == [str(100 + i) for i in range(7)]
+    assert backend.peak_in_flight == 3  # the per-backend limit held
+    assert ctx.usage.calls == 7
+    assert ctx.usage.prompt_tokens == 7 * 2
+    assert ctx.usage.completion_tokens == 7 * 4
+
+
+async def test_native_n_uses_one_call():
+    backend = ScriptedBackend(echo_index, supports_native_n=True)
+    engine = Engine({"m": backend})
+    ctx = engine.context()
+    out = await ctx.generate(GenerationRequest.from_prompt("p", "m", n=4))
+    assert len(out) == 4 and len(backend.requests) == 1 and backend.requests[0].n == 4
+    assert ctx.usage.calls == 1 and ctx.usage.prompt_tokens == 1
+
+
+async def test_unknown_model_lists_known():
+    engine = Engine({"a": ScriptedBackend(echo_index), "b": ScriptedBackend(echo_index)})
+    with pytest.raises(UnknownModelError, match="known models: a, b"):
+        await engine.context().generate(GenerationRequest.from_prompt("p", "zzz"))
+
+
+async def test_price_table_costs():
+    engine = Engine(
+        {"m": ScriptedBackend(lambda r, i: "one two three")},
+        prices=PriceTable(prices={"m": Price(prompt_per_mtok=1e6, completion_per_mtok=2e6)}),
+    )
+    ctx = engine.context()
+    await ctx.generate(GenerationRequest.from_prompt("a b", "m"))
+    assert ctx.usage.cost_usd == pytest.approx(2 * 1 + 3 * 2)
+
+
+async def test_cache_hit_marks_saved_not_spent(tmp_path):
+    backend = ScriptedBackend(echo_index)
+    cache = ResponseCache(tmp_path / "c.db")
+    engine = Engine({"m": backend}, cache=cache)
+    req = GenerationRequest.from_prompt("p q", "m", n=4, temperature=0.8)
+    first = await engine.context().generate(req)
+    ctx = engine.context()
+    second = await ctx.generate(req.with_(n=6))
+    assert [c.text for c in second[:4]] == [c.text for c in first]
+    assert [c.cached for c in second] == [True] * 4 + [False] * 2
+    assert ctx.usage.calls == 2 and ctx.usage.cache_hits == 4
+    assert ctx.usage.saved_tokens == sum(c.usage.total_tokens for c in first)
+    assert len(backend.requests) == 6
+    # survives a restart of the process: a new cache object on the same file
+    cache.close()
+    engine2 = Engine({"m": backend}, cache=ResponseCache(tmp_path / "c.db"))
+    third = await engine2.context().generate(req)
+    assert all(c.cached for c in third) and len(backend.requests) == 6
+    # disabled per call context
+    await engine2.context(use_cache=False).generate(req)
+    assert len(backend.requests) == 10
+
+
+async def test_single_flight_coalesces_concurrent_identical_misses(tmp_path):
+    backend = ScriptedBackend(echo_index, delay_s=0.05)
+    engine = Engine({"m": backend}, cache=ResponseCache(tmp_path / "c.db"))
+    req = GenerationRequest.from_prompt("p", "m", n=2)
+    results = await asyncio.gather(*(engine.context().generate(req) for _ in range(5)))
+    assert len(backend.requests) == 2
+    assert all([c.text for c in r] == [c.text for c in results[0]] for r in results)
+
+
+async def test_corrupt_cache_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CacheError, match="unreadable"):
+        ResponseCache(path)
+
+
+async def test_token_budget_stops_and_reports_spent():
+    engine = Engine({"m": ScriptedBackend(lambda r, i: "a b c d e")})
+    ctx = engine.context(Budget(max_tokens=14))
+    await ctx.generate(GenerationRequest.from_prompt("x", "m"))  # 6 tokens
+    await ctx.generate(GenerationRequest.from_prompt("x", "m"))  # 12 tokens
+    with pytest.raises(BudgetExceeded) as info:
+        await ctx.generate(GenerationRequest.from_prompt("x", "m", n=2))
+    assert info.value.spent.total_tokens >= 14
+
+
+async def test_call_budget_and_wall_budget():
+    engine = Engine({"m": ScriptedBackend(echo_index, delay_s=0.5)})
+    ctx = engine.context(Budget(max_wall_s=0.1))
+    with pytest.raises(BudgetExceeded, match="wall-time"):
+        await ctx.generate(GenerationRequest.from_prompt("x", "m"))
+    assert ctx.usage.cancelled_calls == 1
+
+
+async def test_cancellation_cancels_outstanding_calls():
+    started = asyncio.Event()
+
+    async def slow(request, i):
+        started.set()
+        await asyncio.sleep(10)
+        return "never"
+
+    backend = ScriptedBackend(slow, max_concurrency=4)
+    engine = Engine({"m": backend})
+    ctx = engine.context()
+    task = asyncio.create_task(ctx.generate(GenerationRequest.from_prompt("x", "m", n=4)))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert backend.in_flight == 0
+    assert [c.status for c in ctx.node.calls] == ["cancelled"] * 4
+
+
+async def test_usage_rolls_up_the_tree():
+    engine = Engine({"m": ScriptedBackend(lambda r, i: "x y")})
+    ctx = engine.context()
+    a, b = ctx.child("a"), ctx.child("b")
+    await a.generate(GenerationRequest.from_prompt("p", "m", n=2))
+    await b.child("b1").generate(GenerationRequest.from_prompt("p", "m", n=3))
+    assert a.usage.calls == 2 and b.usage.calls == 3 and ctx.usage.calls == 5
+    assert ctx.usage.completion_tokens == 10

@@ -1,0 +1,39 @@
+"""The backend contract: one coroutine that turns a request into completions.
+
+Shaped like an httpx transport: `generate`, `aclose`, `async with`. Techniques never
+see a backend; they go through the engine, which owns caching, limits and accounting.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from thinktank.types import BackendResponse, GenerationRequest
+
+
+class Backend(ABC):
+    #: how many requests the server runs at once (llama-server: its slots)
+    max_concurrency: int = 8
+    #: True when one request with n > 1 returns n choices with correct per-choice usage
+    supports_native_n: bool = False
+    #: a short label for traces and errors, e.g. the base URL
+    name: str = "backend"
+
+    @abstractmethod
+    async def generate(self, request: GenerationRequest) -> BackendResponse:
+        """Run one request. Must raise a `BackendError` subclass on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; idempotent."""
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,188 @@
+"""A backend for any OpenAI-compatible server: llama.cpp, vLLM, SGLang, OpenAI.
+
+    async with OpenAICompatBackend("http://127.0.0.1:8080/v1") as backend:
+        response = await backend.generate(GenerationRequest.from_prompt("hi", "m"))
+
+httpx errors are translated to the thinktank error tree in one place
+(`_map_httpx_errors`); retries with jittered exponential backoff cover connection
+errors, timeouts, 429 and 5xx, and honour `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from thinktank.backends.base import Backend
+from thinktank.exceptions import (
+    BackendStatusError,
+    BackendTimeout,
+    BackendUnreachable,
+    ContextLengthExceeded,
+    is_retryable,
+)
+from thinktank.types import BackendResponse, Choice, GenerationRequest
+
+CONTEXT_LENGTH_MARKERS = ("context length", "context_length", "exceeds the available context", "too many tokens")
+
+
+@contextlib.contextmanager
+def _map_httpx_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise BackendTimeout(f"timed out talking to {url}: {type(exc).__name__}", url) from exc
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise BackendUnreachable(
+            f"cannot reach backend at {url} ({exc or type(exc).__name__});"
+            " is the server running? For the embedded one: `thinktank backend start`",
+            url,
+        ) from exc
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _status_error(response: httpx.Response, url: str) -> BackendStatusError:
+    try:
+        body = response.json()
+        detail = body.get("error", body)
+        message = detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail)
+    except (ValueError, AttributeError):
+        message = response.text[:500]
+    text = f"backend {url} answered HTTP {response.status_code}: {message}"
+    cls = BackendStatusError
+    if response.status_code == 400 and any(m in message.lower() for m in CONTEXT_LENGTH_MARKERS):
+        cls = ContextLengthExceeded
+    return cls(text, response.status_code, url, retry_after=_retry_after_seconds(response))
+
+
+class OpenAICompatBackend(Backend):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 5.0,
+        max_retries: int = 3,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 20.0,
+        max_concurrency: int = 8,
+        supports_native_n: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = self.base_url
+        self.max_concurrency = max_concurrency
+        self.supports_native_n = supports_native_n
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max(max_concurrency * 2, 16), max_keepalive_connections=max_concurrency * 2),
+            transport=transport,
+        )
+
+    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "n": request.n,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+        }
+        if request.stop:
+            payload["stop"] = list(request.stop)
+        if request.seed is not None:
+            payload["seed"] = request.seed
+        payload.update(request.extra_body)
+        return payload
+
+    async def _post_once(self, payload: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}/chat/completions"
+        with _map_httpx_errors(url):
+            response = await self._client.post("/chat/completions", json=payload)
+        if response.status_code >= 400:
+            raise _status_error(response, url)
+        try:
+            data: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise BackendStatusError(f"backend {url} returned invalid JSON", response.status_code, url) from exc
+        return data
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), self.backoff_max_s)
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
+        return random.uniform(0, ceiling)  # full jitter
+
+    async def post_with_retries(self, payload: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._post_once(payload)
+            except Exception as exc:
+                if attempt >= self.max_retries or not is_retryable(exc):
+                    raise
+                await asyncio.sleep(self._backoff(attempt, exc))
+        raise AssertionError("unreachable")
+
+    async def generate(self, request: GenerationRequest) -> BackendResponse:
+        started = time.perf_counter()
+        data = await self.post_with_retries(self._payload(request))
+        latency = time.perf_counter() - started
+        return self._parse(data, request, latency)
+
+    def _parse(self, data: dict[str, Any], request: GenerationRequest, latency: float) -> BackendResponse:
+        raw_choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
+        if not raw_choices:
+            raise BackendStatusError(f"backend {self.base_url} returned no choices", 200, self.base_url)
+        usage = data.get("usage") or {}
+        completion_total = int(usage.get("completion_tokens") or 0)
+        texts = [(c.get("message") or {}).get("content") or "" for c in raw_choices]
+        # Split the call's completion tokens over choices in proportion to their length;
+        # exact when there is one choice (how the embedded llama-server is driven).
+        lengths = [max(1, len(t)) for t in texts]
+        shares = [completion_total * n // sum(lengths) for n in lengths]
+        shares[0] += completion_total - sum(shares)
+        details = usage.get("prompt_tokens_details") or {}
+        return BackendResponse(
+            choices=[
+                Choice(text, c.get("finish_reason") or "stop", share)
+                for text, c, share in zip(texts, raw_choices, shares, strict=True)
+            ],
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_prompt_tokens=int(details.get("cached_tokens") or 0),
+            latency_s=latency,
+            model=str(data.get("model") or request.model),
+        )
+
+    async def list_models(self) -> list[str]:
+        url = f"{self.base_url}/models"
+        with _map_httpx_errors(url):
+            response = await self._client.get("/models")
+        if response.status_code >= 400:
+            raise _status_error(response, url)
+        return [m["id"] for m in response.json().get("data", [])]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,74 @@
+"""An in-process backend driven by a Python function, for unit tests of techniques.
+
+    async def reply(request, sample_index):  # -> text (str) or a Choice
+        return "42"
+    backend = ScriptedBackend(reply)
+
+Like httpx's MockTransport: no sockets, but usage is still counted (whitespace tokens)
+so accounting code is exercised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+
+from thinktank.backends.base import Backend
+from thinktank.types import BackendResponse, Choice, GenerationRequest
+
+Reply = str | Choice
+Handler = Callable[[GenerationRequest, int], Reply | Awaitable[Reply]]
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+class ScriptedBackend(Backend):
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_concurrency: int = 8,
+        supports_native_n: bool = False,
+        name: str = "scripted",
+        delay_s: float = 0.0,
+    ) -> None:
+        self.handler = handler
+        self.max_concurrency = max_concurrency
+        self.supports_native_n = supports_native_n
+        self.name = name
+        self.delay_s = delay_s
+        self.requests: list[GenerationRequest] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._counter = itertools.count()
+
+    async def generate(self, request: GenerationRequest) -> BackendResponse:
+        self.requests.append(request)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        started = time.perf_counter()
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            choices = []
+            for _ in range(request.n):
+                reply = self.handler(request, next(self._counter))
+                if inspect.isawaitable(reply):
+                    reply = await reply
+                if isinstance(reply, str):
+                    reply = Choice(reply, "stop", max(1, count_words(reply)))
+                choices.append(reply)
+        finally:
+            self.in_flight -= 1
+        prompt_tokens = sum(count_words(m["content"]) for m in request.messages)
+        return BackendResponse(
+            choices=choices,
+            prompt_tokens=prompt_tokens,
+            latency_s=time.perf_counter() - started,
+            model=request.model,
+        )

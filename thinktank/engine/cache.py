@@ -1,0 +1,127 @@
+"""Persistent response cache in SQLite, one row per sample.
+
+The key covers everything that changes the distribution of one sample: model, messages,
+sampling parameters and the sample's index (so n=8 after n=4 reuses four and makes four).
+Exact caching is the right default for code, SQL and math (vCache). The DB runs in WAL
+mode; reads and writes are single-row and fast enough to do inline on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from thinktank.exceptions import CacheError
+from thinktank.types import GenerationRequest
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+
+
+def cache_key(request: GenerationRequest, sample_index: int) -> str:
+    material = {
+        "model": request.model,
+        "messages": request.messages,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_tokens": request.max_tokens,
+        "stop": list(request.stop),
+        "seed": request.seed,
+        "extra_body": request.extra_body,
+        "sample_index": sample_index,
+    }
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedSample:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class ResponseCache:
+    """`ResponseCache(path)`; a corrupt or foreign file raises `CacheError` naming the path."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            (ok,) = self._db.execute("PRAGMA quick_check").fetchone()
+            if ok != "ok":
+                raise sqlite3.DatabaseError(ok)
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version not in (0, SCHEMA_VERSION):
+                raise CacheError(
+                    f"response cache {self.path} has schema version {version}, this thinktank uses"
+                    f" {SCHEMA_VERSION}; delete the file or run `thinktank cache clear`"
+                )
+            self._db.execute(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(
+                f"response cache {self.path} is unreadable ({exc}); delete the file or run"
+                " `thinktank cache clear` (or pass --no-cache)"
+            ) from exc
+
+    def get(self, key: str) -> CachedSample | None:
+        try:
+            row = self._db.execute(
+                "SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"response cache {self.path} failed on read: {exc}") from exc
+        return CachedSample(*row) if row else None
+
+    def put(self, key: str, model: str, sample: CachedSample) -> None:
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    model,
+                    sample.text,
+                    sample.finish_reason,
+                    sample.prompt_tokens,
+                    sample.completion_tokens,
+                    sample.cost_usd,
+                    time.time(),
+                ),
+            )
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"response cache {self.path} failed on write: {exc}") from exc
+
+    def __len__(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()
+        return int(count)
+
+    def clear(self) -> int:
+        removed = len(self)
+        self._db.execute("DELETE FROM responses")
+        return removed
+
+    def close(self) -> None:
+        self._db.close()

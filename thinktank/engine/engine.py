@@ -1,0 +1,225 @@
+"""The engine: every LLM call of thinktank goes through `Engine.generate`.
+
+It owns what techniques must not re-implement: routing a model name to a backend,
+the response cache with single-flight for concurrent identical misses, fan-out of
+`n` samples under a per-backend concurrency limit, budgets, and accounting into the
+trace. Techniques receive a `Context` (engine + this query's budget + trace node).
+
+    engine = Engine({"m": backend}, cache=ResponseCache(path))
+    ctx = engine.context(Budget(max_tokens=4000))
+    completions = await ctx.generate(GenerationRequest.from_prompt("2+2?", "m", n=4))
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from thinktank.backends.base import Backend
+from thinktank.engine.budget import Budget, BudgetTracker
+from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
+from thinktank.engine.trace import CallRecord, TraceNode
+from thinktank.exceptions import BudgetExceeded, UnknownModelError
+from thinktank.types import BackendResponse, Completion, GenerationRequest
+from thinktank.usage import PriceTable, Usage
+
+
+class Engine:
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        *,
+        default_backend: Backend | None = None,
+        cache: ResponseCache | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        """`backends` maps model names to backends; `default_backend` serves any other name."""
+        self.backends = dict(backends)
+        self.default_backend = default_backend
+        self.cache = cache
+        self.prices = prices or PriceTable()
+        self._limits: dict[int, asyncio.Semaphore] = {}
+        self._in_flight: dict[str, asyncio.Future[Completion]] = {}
+
+    def context(self, budget: Budget | None = None, *, name: str = "query", use_cache: bool = True) -> Context:
+        return Context(self, BudgetTracker.start(budget), TraceNode(name), use_cache)
+
+    def backend_for(self, model: str) -> Backend:
+        backend = self.backends.get(model, self.default_backend)
+        if backend is None:
+            raise UnknownModelError(model, list(self.backends))
+        return backend
+
+    def _limit(self, backend: Backend) -> asyncio.Semaphore:
+        key = id(backend)
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(backend.max_concurrency)
+        return self._limits[key]
+
+    async def generate(self, request: GenerationRequest, ctx: Context) -> list[Completion]:
+        """Return `request.n` completions, from the cache where possible, in sample order."""
+        backend = self.backend_for(request.model)
+        ctx.budget.check()
+        remaining = ctx.budget.remaining_tokens()
+        if remaining is not None and remaining < request.max_tokens:
+            request = request.with_(max_tokens=max(1, remaining))
+        use_cache = ctx.use_cache and self.cache is not None
+
+        results: dict[int, Completion] = {}
+        misses: list[int] = []
+        waits: dict[int, asyncio.Future[Completion]] = {}
+        keys = {i: cache_key(request, i) for i in range(request.n)} if use_cache else {}
+        for i in range(request.n):
+            if use_cache:
+                hit = self._cache_hit(request, i, keys[i], ctx)
+                if hit is not None:
+                    results[i] = hit
+                    continue
+                if keys[i] in self._in_flight:
+                    waits[i] = self._in_flight[keys[i]]
+                    continue
+            misses.append(i)
+
+        owned: dict[str, asyncio.Future[Completion]] = {}
+        loop = asyncio.get_running_loop()
+        for i in misses:
+            if use_cache:
+                owned[keys[i]] = self._in_flight[keys[i]] = loop.create_future()
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._call(backend, request, unit, ctx)) for unit in self._units(backend, request, misses)
+                ]
+                wait_tasks = {i: group.create_task(self._await_leader(fut, request, i, ctx)) for i, fut in waits.items()}
+            for task in tasks:
+                for completion in task.result():
+                    results[completion.sample_index] = completion
+            for i, task in wait_tasks.items():
+                results[i] = task.result()
+        except BaseException as exc:
+            for key, fut in owned.items():
+                if not fut.done():
+                    fut.cancel()
+                self._in_flight.pop(key, None)
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                raise exc.exceptions[0] from None
+            raise
+        for i in misses:
+            if use_cache:
+                self._in_flight.pop(keys[i], None)
+                owned[keys[i]].set_result(results[i])
+                self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
+        return [results[i] for i in range(request.n)]
+
+    def _units(self, backend: Backend, request: GenerationRequest, misses: list[int]) -> list[list[int]]:
+        """Group missing sample indices into backend calls."""
+        if not misses:
+            return []
+        if backend.supports_native_n and request.seed is None and len(misses) > 1:
+            return [misses]
+        return [[i] for i in misses]
+
+    async def _call(self, backend: Backend, request: GenerationRequest, indices: list[int], ctx: Context) -> list[Completion]:
+        call_request = request.with_(n=len(indices))
+        if request.seed is not None and len(indices) == 1:
+            call_request = call_request.with_(seed=request.seed + indices[0])
+        started = ctx.node.now()
+        record = CallRecord(request.model, backend.name, indices, Usage(), "ok", started, 0.0)
+        wall: float | None = None
+        ctx.node.calls.append(record)
+        try:
+            async with self._limit(backend):
+                ctx.budget.check()
+                wall = ctx.budget.remaining_wall_s()
+                timeout = asyncio.timeout(wall)
+                async with timeout:
+                    response = await backend.generate(call_request)
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            record.status, record.latency_s = "cancelled", ctx.node.now() - started
+            record.usage = Usage(cancelled_calls=1)
+            if isinstance(exc, TimeoutError) and wall is not None and timeout.expired():
+                record.error = f"wall-time budget of {ctx.budget.budget.max_wall_s}s used up"
+                raise BudgetExceeded(record.error, ctx.budget.spent + Usage()) from exc
+            raise
+        except Exception as exc:
+            record.status, record.error, record.latency_s = "error", f"{type(exc).__name__}: {exc}", ctx.node.now() - started
+            raise
+        record.latency_s = response.latency_s
+        completions = self._account(response, request.model, indices)
+        record.usage = sum((c.usage for c in completions), Usage())
+        record.finish_reasons = [c.finish_reason for c in completions]
+        ctx.budget.record(record.usage)
+        return completions
+
+    def _account(self, response: BackendResponse, model: str, indices: list[int]) -> list[Completion]:
+        completions = []
+        for position, (i, choice) in enumerate(zip(indices, response.choices, strict=False)):
+            prompt = response.prompt_tokens if position == 0 else 0
+            cached_prompt = response.cached_prompt_tokens if position == 0 else 0
+            usage = Usage(
+                prompt_tokens=prompt,
+                completion_tokens=choice.completion_tokens,
+                cached_prompt_tokens=cached_prompt,
+                calls=1 if position == 0 else 0,
+                cost_usd=self.prices.cost(model, prompt, choice.completion_tokens),
+                latency_s=response.latency_s if position == 0 else 0.0,
+            )
+            completions.append(Completion(choice.text, model, i, choice.finish_reason, usage))
+        return completions
+
+    def _cache_hit(self, request: GenerationRequest, index: int, key: str, ctx: Context) -> Completion | None:
+        sample = self.cache.get(key) if self.cache else None
+        if sample is None:
+            return None
+        usage = Usage(cache_hits=1, saved_tokens=sample.prompt_tokens + sample.completion_tokens, saved_usd=sample.cost_usd)
+        ctx.node.calls.append(
+            CallRecord(request.model, "cache", [index], usage, "cached", ctx.node.now(), 0.0, [sample.finish_reason])
+        )
+        ctx.budget.record(usage)
+        return Completion(sample.text, request.model, index, sample.finish_reason, usage, cached=True)
+
+    async def _await_leader(
+        self, fut: asyncio.Future[Completion], request: GenerationRequest, index: int, ctx: Context
+    ) -> Completion:
+        """Share an identical call already in flight; if its owner gave up, make the call ourselves."""
+        try:
+            leader = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            if fut.cancelled():
+                (completion,) = await self._call(self.backend_for(request.model), request, [index], ctx)
+                return completion
+            raise
+        cost = leader.usage
+        usage = Usage(cache_hits=1, saved_tokens=cost.total_tokens, saved_usd=cost.cost_usd)
+        ctx.node.calls.append(
+            CallRecord(request.model, "single-flight", [index], usage, "cached", ctx.node.now(), 0.0, [leader.finish_reason])
+        )
+        ctx.budget.record(usage)
+        return Completion(leader.text, leader.model, index, leader.finish_reason, usage, cached=True)
+
+
+def _to_cached(completion: Completion) -> CachedSample:
+    u = completion.usage
+    return CachedSample(completion.text, completion.finish_reason, u.prompt_tokens, u.completion_tokens, u.cost_usd)
+
+
+@dataclass
+class Context:
+    """What a technique holds for one query: the engine, the shared budget, its trace node."""
+
+    engine: Engine
+    budget: BudgetTracker
+    node: TraceNode
+    use_cache: bool = True
+
+    async def generate(self, request: GenerationRequest) -> list[Completion]:
+        return await self.engine.generate(request, self)
+
+    def child(self, name: str) -> Context:
+        """A context for a sub-step: same budget, its own trace node."""
+        return Context(self.engine, self.budget, self.node.child(name), self.use_cache)
+
+    @property
+    def usage(self) -> Usage:
+        return self.node.usage

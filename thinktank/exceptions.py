@@ -1,0 +1,130 @@
+"""One error tree for everything thinktank raises on purpose.
+
+    ThinktankError
+    ├── ConfigError                 bad YAML, unknown names, wrong parameter types
+    │   ├── UnknownModelError       a model name nobody knows (lists the known ones)
+    │   └── UnknownTaskError
+    ├── ModelPackError              a model pack cannot be assembled or fails its sha256
+    ├── BuildError                  llama-server could not be built (carries the log path)
+    ├── BackendError                anything between us and an LLM server
+    │   ├── BackendUnreachable      connection refused / DNS / reset      (retryable)
+    │   ├── BackendTimeout          read/connect timeout                  (retryable)
+    │   ├── BackendStatusError      HTTP 4xx/5xx (retryable: 408, 409, 429, 5xx)
+    │   │   └── ContextLengthExceeded
+    │   └── BackendStartError       a managed server failed to start (port in use, bad model)
+    ├── CacheError                  the response cache DB is unreadable or corrupt
+    ├── VerificationError           a verifier could not run (not: the candidate failed)
+    ├── TaskDataError               a task file is missing or has a malformed line
+    └── BudgetExceeded              carries the Usage spent when the limit was hit
+
+Retryability is decided only by `is_retryable` below.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from thinktank.usage import Usage
+
+
+class ThinktankError(Exception):
+    """Root of every error thinktank raises deliberately."""
+
+
+class ConfigError(ThinktankError):
+    pass
+
+
+class UnknownModelError(ConfigError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(
+            f"unknown model {name!r}; known models: {', '.join(self.known) or '(none)'} — or pass a path to a local .gguf file"
+        )
+
+
+class UnknownTaskError(ConfigError):
+    pass
+
+
+class ModelPackError(ThinktankError):
+    pass
+
+
+class BuildError(ThinktankError):
+    def __init__(self, message: str, log_path: str | None = None) -> None:
+        self.log_path = log_path
+        if log_path:
+            message = f"{message} (build log: {log_path})"
+        super().__init__(message)
+
+
+class BackendError(ThinktankError):
+    def __init__(self, message: str, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class BackendUnreachable(BackendError):
+    pass
+
+
+class BackendTimeout(BackendError):
+    pass
+
+
+class BackendStatusError(BackendError):
+    def __init__(
+        self,
+        message: str,
+        status_code: int,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.retry_after = retry_after
+        super().__init__(message, url)
+
+
+class ContextLengthExceeded(BackendStatusError):
+    pass
+
+
+class BackendStartError(BackendError):
+    def __init__(self, message: str, log_path: str | None = None) -> None:
+        self.log_path = log_path
+        if log_path:
+            message = f"{message} (server log: {log_path})"
+        super().__init__(message)
+
+
+class CacheError(ThinktankError):
+    pass
+
+
+class VerificationError(ThinktankError):
+    pass
+
+
+class TaskDataError(ThinktankError):
+    pass
+
+
+class BudgetExceeded(ThinktankError):
+    def __init__(self, message: str, spent: Usage) -> None:
+        self.spent = spent
+        super().__init__(message)
+
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The single place that decides whether a failed call may be tried again."""
+    if isinstance(exc, ContextLengthExceeded):
+        return False
+    if isinstance(exc, BackendStatusError):
+        return exc.status_code in RETRYABLE_STATUS
+    return isinstance(exc, (BackendUnreachable, BackendTimeout))
