@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from thinktank._aio import gather_all
 from thinktank.backends.base import Backend
 from thinktank.engine.budget import Budget, BudgetTracker
 from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
@@ -86,25 +87,21 @@ class Engine:
         for i in misses:
             if use_cache:
                 owned[keys[i]] = self._in_flight[keys[i]] = loop.create_future()
+        calls = [self._call(backend, request, unit, ctx) for unit in self._units(backend, request, misses)]
+        waiting = [self._await_leader(fut, request, i, ctx) for i, fut in waits.items()]
         try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._call(backend, request, unit, ctx)) for unit in self._units(backend, request, misses)
-                ]
-                wait_tasks = {i: group.create_task(self._await_leader(fut, request, i, ctx)) for i, fut in waits.items()}
-            for task in tasks:
-                for completion in task.result():
-                    results[completion.sample_index] = completion
-            for i, task in wait_tasks.items():
-                results[i] = task.result()
-        except BaseException as exc:
+            batches = await gather_all([*calls, *waiting])
+        except BaseException:
             for key, fut in owned.items():
                 if not fut.done():
                     fut.cancel()
                 self._in_flight.pop(key, None)
-            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-                raise exc.exceptions[0] from None
             raise
+        for batch in batches[: len(calls)]:
+            for completion in batch:  # type: ignore[union-attr]
+                results[completion.sample_index] = completion
+        for i, completion in zip(waits, batches[len(calls) :], strict=True):
+            results[i] = completion  # type: ignore[assignment]
         for i in misses:
             if use_cache:
                 self._in_flight.pop(keys[i], None)

@@ -1,0 +1,222 @@
+"""Architectures: layers of technique nodes, declared in YAML or built in Python.
+
+    name: sample-8-vote
+    layers:
+      - generate: {n: 8, temperature: 0.8}
+      - vote: {}
+
+Nodes of one layer run in parallel on the same input candidates and their outputs are
+concatenated (an ensemble is two `generate` nodes in one layer); layers run in order.
+A technique's constructor signature is its schema: parameters are validated with
+pydantic against it, and an error names the file, line and field.
+
+    arch = load_architecture("sample-8-vote", default_models=["qwen2.5-coder-0.5b-instruct"])
+    result = await arch.run(task_input, ctx)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from thinktank._aio import gather_all
+from thinktank.engine.engine import Context
+from thinktank.engine.trace import TraceNode
+from thinktank.exceptions import BudgetExceeded, ConfigError
+from thinktank.tasks.base import TaskInput
+from thinktank.techniques.base import Candidate, Technique
+from thinktank.usage import Usage
+
+#: technique name -> "module:Class"; imported on first use
+TECHNIQUES: dict[str, str] = {
+    "generate": "thinktank.techniques.generate:Generate",
+}
+
+
+def technique_class(name: str) -> type[Technique]:
+    if name not in TECHNIQUES:
+        raise ConfigError(f"unknown technique {name!r}; known: {', '.join(sorted(TECHNIQUES))}")
+    module, cls = TECHNIQUES[name].split(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Node:
+    name: str
+    technique: Technique
+    on_error: str = "fail"  # "fail" the query, or "skip": pass the input candidates on
+
+
+@dataclass
+class ArchResult:
+    answer: Candidate | None
+    candidates: list[Candidate]
+    trace: TraceNode
+    budget_cut: bool = False
+    error: str | None = None
+
+    @property
+    def usage(self) -> Usage:
+        return self.trace.usage
+
+
+class Architecture:
+    def __init__(self, name: str, layers: list[list[Node]], spec: dict[str, Any] | None = None) -> None:
+        self.name, self.layers, self.spec = name, layers, spec or {}
+
+    @property
+    def models(self) -> list[str]:
+        found: list[str] = []
+        for layer in self.layers:
+            for node in layer:
+                found += [m for m in getattr(node.technique, "models", []) if m not in found]
+                model = getattr(node.technique, "model", None)
+                if isinstance(model, str) and model not in found:
+                    found.append(model)
+        return found
+
+    async def run(self, task: TaskInput, ctx: Context) -> ArchResult:
+        """Run every layer; on budget exhaustion return the best candidate so far, marked."""
+        candidates: list[Candidate] = []
+        root = ctx.node
+        root.notes["architecture"] = self.name
+        try:
+            for layer in self.layers:
+                candidates = await self._run_layer(layer, task, ctx, candidates)
+        except BudgetExceeded as exc:
+            root.error = f"budget exhausted: {exc}"
+            return ArchResult(candidates[0] if candidates else None, candidates, root, budget_cut=True, error=root.error)
+        if not candidates:
+            root.error = "the architecture produced no candidate"
+            return ArchResult(None, [], root, error=root.error)
+        return ArchResult(candidates[0], candidates, root)
+
+    async def _run_layer(self, layer: list[Node], task: TaskInput, ctx: Context, inputs: list[Candidate]) -> list[Candidate]:
+        async def run_node(node: Node) -> list[Candidate]:
+            node_ctx = ctx.child(node.name)
+            try:
+                return await node.technique.apply(node_ctx, task, list(inputs))
+            except BudgetExceeded:
+                node_ctx.node.error = "budget exhausted"
+                raise
+            except Exception as exc:
+                node_ctx.node.error = f"{type(exc).__name__}: {exc}"
+                if node.on_error == "skip":
+                    return list(inputs)
+                raise
+
+        return [c for batch in await gather_all(run_node(node) for node in layer) for c in batch]
+
+
+# --- building from a spec -------------------------------------------------------------------
+
+
+def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML and remember the line of every mapping key / sequence item, by path."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: malformed YAML: {exc}") from exc
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*path, key.value)] = key.start_mark.line + 1
+                walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return yaml.safe_load(text), lines
+
+
+def build_architecture(
+    spec: Any, default_models: list[str], *, source: str = "<spec>", lines: dict[tuple[Any, ...], int] | None = None
+) -> Architecture:
+    lines = lines or {}
+
+    def where(*path: Any) -> str:
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in lines:
+                return f"{source}:{lines[path[:cut]]}"
+        return source
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list) or not spec["layers"]:
+        raise ConfigError(f"{where()}: an architecture needs a non-empty `layers:` list")
+    name = str(spec.get("name", "custom"))
+    layers: list[list[Node]] = []
+    for li, layer_spec in enumerate(spec["layers"]):
+        items = layer_spec if isinstance(layer_spec, list) else [layer_spec]
+        layer = []
+        for ni, item in enumerate(items):
+            path = ("layers", li, ni) if isinstance(layer_spec, list) else ("layers", li)
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ConfigError(f"{where(*path)}: each node is one `technique: {{params}}` mapping, got {item!r}")
+            ((kind, params),) = item.items()
+            params = dict(params or {})
+            node_name = str(params.pop("name", f"{kind}{li}" if ni == 0 else f"{kind}{li}.{ni}"))
+            on_error = params.pop("on_error", "fail")
+            if on_error not in ("fail", "skip"):
+                raise ConfigError(f"{where(*path, kind, 'on_error')}: on_error must be 'fail' or 'skip'")
+            try:
+                cls = technique_class(kind)
+            except ConfigError as exc:
+                raise ConfigError(f"{where(*path, kind)}: {exc}") from None
+            technique = _construct(cls, params, default_models, lambda field, p=path, k=kind: where(*p, k, field))
+            technique.name = node_name
+            layer.append(Node(node_name, technique, on_error))
+        layers.append(layer)
+    return Architecture(name, layers, spec)
+
+
+def _construct(cls: type[Technique], params: dict[str, Any], default_models: list[str], where: Any) -> Technique:
+    signature = inspect.signature(cls.__init__)
+    if "models" in signature.parameters and "models" not in params:
+        params["models"] = list(default_models)
+    if "model" in signature.parameters and "model" not in params and default_models:
+        params["model"] = default_models[0]
+    technique = cls.__new__(cls)
+    try:
+        pydantic.validate_call(cls.__init__)(technique, **params)
+        return technique
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise ConfigError(f"{where(field)}: parameter {field!r} of {cls.__name__}: {first['msg']}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where('')}: {cls.__name__}: {exc}") from None
+
+
+def preset_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".yaml") for p in resources.files("thinktank.presets").iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_architecture(name_or_path: str, default_models: list[str]) -> Architecture:
+    """A preset name (`thinktank/presets/*.yaml`) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"architecture file {path} does not exist")
+        text, source = path.read_text(), str(path)
+    else:
+        preset = resources.files("thinktank.presets") / f"{name_or_path}.yaml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"unknown architecture {name_or_path!r}; presets: {', '.join(preset_names())} — or a path to a YAML file"
+            )
+        text, source = preset.read_text(), f"preset {name_or_path}"
+    spec, lines = _yaml_with_lines(text, source)
+    return build_architecture(spec, default_models, source=source, lines=lines)

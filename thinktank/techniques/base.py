@@ -1,0 +1,54 @@
+"""The one contract every technique follows, and the candidate it passes along.
+
+A technique takes the query's context, the task input (prompt + public checks only)
+and the candidates so far, and returns candidates: generators add them, selectors
+(vote, rank, verify) score and reorder them, fusers replace them. The first candidate
+of the last layer is the answer.
+
+    class MyTechnique(Technique):
+        async def apply(self, ctx, task, candidates):
+            return sorted(candidates, key=...)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from thinktank.engine.engine import Context
+from thinktank.tasks.base import TaskInput
+from thinktank.usage import Usage
+
+
+@dataclass
+class Candidate:
+    text: str  # what the model wrote
+    answer: str | None  # the artefact extracted from it: a program, a SQL query, a final answer
+    model: str
+    node: str  # the node that produced it
+    usage: Usage = field(default_factory=Usage)
+    scores: dict[str, float] = field(default_factory=dict)  # by node name
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node name, Verdict.to_dict()
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "answer": self.answer,
+            "model": self.model,
+            "node": self.node,
+            "usage": self.usage.to_dict(),
+            "scores": self.scores,
+            "verdicts": self.verdicts,
+            "cached": self.cached,
+        }
+
+
+class Technique(ABC):
+    #: the node's name in traces and scores; set by the architecture builder
+    name: str = "technique"
+
+    @abstractmethod
+    async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
+        """Return the candidates after this step, best first where the step ranks."""
