@@ -1,0 +1,96 @@
+import sqlite3
+
+import pytest
+
+from thinktank.arch import load_architecture
+from thinktank.backends import ScriptedBackend
+from thinktank.engine import Engine
+from thinktank.eval.report import comparison_table, write_html
+from thinktank.eval.runner import run_eval, summarize
+from thinktank.eval.store import RunStore, StoreError
+from thinktank.exceptions import BackendUnreachable, ConfigError
+from thinktank.tasks.base import HiddenChecks, Problem, TaskInput
+
+
+def math_problems(count):
+    return [
+        Problem(TaskInput(f"q{i}", "math", f"What is {i} + {i}? End with #### <number>."), HiddenChecks(answer=str(2 * i)))
+        for i in range(count)
+    ]
+
+
+def adder(request, index):
+    """Right for even i, wrong for odd i; reads i from the prompt."""
+    i = int(request.messages[-1]["content"].split()[2])
+    return f"#### {2 * i if i % 2 == 0 else 2 * i + 1}"
+
+
+async def test_run_grades_stores_and_summarizes(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.bind_config({"task": "adder", "arch": "single", "models": ["m"]})
+    engine = Engine({"m": ScriptedBackend(adder)})
+    progress = await run_eval(engine, load_architecture("single", ["m"]), math_problems(10), store)
+    assert progress.done == 10 and progress.passed == 5
+    summary = summarize(store)
+    assert summary["accuracy"] == 0.5 and summary["problems"] == 10
+    assert summary["ci95"][0] < 0.5 < summary["ci95"][1]
+    assert summary["calls_per_problem"] == 1.0 and summary["tokens_per_problem"] > 0
+    record = store.records()[1]
+    assert not record.passed and record.answer == "3" and record.trace["calls"] == []
+    assert record.trace["children"][0]["calls"][0]["status"] == "ok"
+    assert record.candidates[0]["hidden_verdict"]["passed"] is False
+    html = write_html([summary], tmp_path / "report.html").read_text()
+    assert "<svg" in html and "single" in html
+    assert comparison_table([summary]).row_count == 1
+
+
+class FlakyBackend(ScriptedBackend):
+    """Dies after `fail_after` calls, like a server that went away mid-run."""
+
+    def __init__(self, fail_after):
+        super().__init__(adder, max_concurrency=1)
+        self.fail_after = fail_after
+
+    async def generate(self, request):
+        if len(self.requests) >= self.fail_after:
+            raise BackendUnreachable("gone", "http://x")
+        return await super().generate(request)
+
+
+async def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path):
+    problems = math_problems(12)
+    arch = load_architecture("single", ["m"])
+    store = RunStore(tmp_path / "run")
+    with pytest.raises(BackendUnreachable):
+        await run_eval(Engine({"m": FlakyBackend(5)}), arch, problems, store, concurrency=1)
+    assert len(store.done_ids()) == 5
+    store.close()
+    store = RunStore(tmp_path / "run")
+    backend = ScriptedBackend(adder)
+    progress = await run_eval(Engine({"m": backend}), arch, problems, store)
+    assert progress.done == 7 and len(backend.requests) == 7  # only the missing ones
+    ids = [r.problem_id for r in store.records()]
+    assert sorted(ids) == sorted(p.id for p in problems) and len(ids) == len(set(ids))
+
+
+def test_store_refuses_another_runs_config_and_other_versions(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.bind_config({"task": "a", "arch": "single"})
+    with pytest.raises(ConfigError, match="arch differ"):
+        store.bind_config({"task": "a", "arch": "sample-8-vote"})
+    store.set_meta("schema_version", 999)
+    store.close()
+    with pytest.raises(StoreError, match="another thinktank version"):
+        RunStore(tmp_path / "run")
+
+
+async def test_disk_full_keeps_no_partial_row(tmp_path):
+    store = RunStore(tmp_path / "run")
+    engine = Engine({"m": ScriptedBackend(lambda r, i: "#### 0 " + "x" * 20000)})
+    # simulate a full disk: the DB may not grow past its current pages
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count={pages + 1}")
+    with pytest.raises(StoreError, match="could not write results.*nothing partial"):
+        await run_eval(engine, load_architecture("single", ["m"]), math_problems(3), store, concurrency=1)
+    assert store.done_ids() == set()
+    assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
