@@ -36,7 +36,16 @@ from thinktank.usage import Usage
 
 #: technique name -> "module:Class"; imported on first use
 TECHNIQUES: dict[str, str] = {
+    "adaptive": "thinktank.techniques.adaptive:AdaptiveSample",
+    "cascade": "thinktank.techniques.cascade:Cascade",
+    "critique": "thinktank.techniques.critique:CritiqueRefine",
+    "fuse": "thinktank.techniques.fuse:Fuse",
+    "gen_tests": "thinktank.techniques.gen_tests:GenTests",
     "generate": "thinktank.techniques.generate:Generate",
+    "rank": "thinktank.techniques.rank:Rank",
+    "repair": "thinktank.techniques.repair:Repair",
+    "verify_exec": "thinktank.techniques.verify_exec:VerifyExec",
+    "vote": "thinktank.techniques.vote:Vote",
 }
 
 

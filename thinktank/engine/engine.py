@@ -24,6 +24,7 @@ from thinktank.engine.trace import CallRecord, TraceNode
 from thinktank.exceptions import BudgetExceeded, UnknownModelError
 from thinktank.types import BackendResponse, Completion, GenerationRequest
 from thinktank.usage import PriceTable, Usage
+from thinktank.verifiers.toolbox import Toolbox
 
 
 class Engine:
@@ -34,8 +35,10 @@ class Engine:
         default_backend: Backend | None = None,
         cache: ResponseCache | None = None,
         prices: PriceTable | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         """`backends` maps model names to backends; `default_backend` serves any other name."""
+        self.tools = tools or Toolbox()
         self.backends = dict(backends)
         self.default_backend = default_backend
         self.cache = cache
@@ -220,3 +223,8 @@ class Context:
     @property
     def usage(self) -> Usage:
         return self.node.usage
+
+    @property
+    def tools(self) -> Toolbox:
+        """Inference-time verifiers (sandbox, SQL) shared by the run."""
+        return self.engine.tools

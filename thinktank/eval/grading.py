@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from thinktank.tasks.base import Problem
 from thinktank.verifiers.base import Verdict
+from thinktank.verifiers.toolbox import Toolbox
 
 
 class Grader:
-    """Holds one verifier per kind, created on first use and shared by all problems."""
+    """Grades with the run's shared verifiers (see `Toolbox`)."""
 
-    def __init__(self, **verifier_options: Any) -> None:
-        self._options = verifier_options
-        self._sandbox: Any = None
-        self._sql: Any = None
-        self._math: Any = None
-
-    @property
-    def sandbox(self) -> Any:
-        if self._sandbox is None:
-            from thinktank.verifiers.python_sandbox import PythonSandbox
-
-            self._sandbox = PythonSandbox()
-        return self._sandbox
-
-    @property
-    def sql(self) -> Any:
-        if self._sql is None:
-            from thinktank.verifiers.sql import SqlVerifier
-
-            self._sql = SqlVerifier()
-        return self._sql
+    def __init__(self, tools: Toolbox | None = None) -> None:
+        self.tools = tools or Toolbox()
 
     async def grade(self, problem: Problem, answer: str | None, text: str) -> Verdict:
         if answer is None:
             return Verdict(False, "no answer could be extracted from the reply")
         hidden = problem.hidden
         if problem.kind == "code":
-            verdict: Verdict = await self.sandbox.check_function(answer, hidden.test_code, problem.input.entry_point or "")
-            return verdict
+            return await self.tools.sandbox.check_function(answer, hidden.test_code, problem.input.entry_point or "")
         if problem.kind == "sql":
-            verdict = await self.sql.grade(answer, hidden.gold_sql, problem.input.schema or "")
-            return verdict
+            return await self.tools.sql.grade(answer, hidden.gold_sql, problem.input.schema or "")
         if problem.kind == "math":
             from thinktank.verifiers.math import MathVerifier
 

@@ -98,7 +98,7 @@ async def run_eval(
     on_problem: Callable[[ProblemRecord, Progress], None] | None = None,
 ) -> Progress:
     """Solve what the store does not have yet; each finished problem is committed at once."""
-    grader = grader or Grader()
+    grader = grader or Grader(engine.tools)
     done = store.done_ids()
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     progress = Progress()
