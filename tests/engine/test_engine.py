@@ -136,3 +136,22 @@ async def test_usage_rolls_up_the_tree():
     await b.child("b1").generate(GenerationRequest.from_prompt("p", "m", n=3))
     assert a.usage.calls == 2 and b.usage.calls == 3 and ctx.usage.calls == 5
     assert ctx.usage.completion_tokens == 10
+
+
+class OneChoiceBackend(ScriptedBackend):
+    """A native-n server that ignores n."""
+
+    def __init__(self):
+        super().__init__(echo_index, supports_native_n=True)
+
+    async def generate(self, request):
+        return await super().generate(request.with_(n=1))
+
+
+async def test_backend_returning_too_few_choices_is_a_backend_error(tmp_path):
+    from thinktank.exceptions import BackendError
+
+    engine = Engine({"m": OneChoiceBackend()}, cache=ResponseCache(tmp_path / "c.db"))
+    with pytest.raises(BackendError, match="asked for 3 choices, got 1"):
+        await engine.context().generate(GenerationRequest.from_prompt("p", "m", n=3))
+    assert engine._in_flight == {}  # no single-flight waiter left hanging

@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 
+from thinktank._aio import gather_all
 from thinktank.backends.base import Backend
 from thinktank.exceptions import (
+    BackendError,
     BackendStatusError,
     BackendTimeout,
     BackendUnreachable,
@@ -29,7 +31,13 @@ from thinktank.exceptions import (
 )
 from thinktank.types import BackendResponse, Choice, GenerationRequest
 
-CONTEXT_LENGTH_MARKERS = ("context length", "context_length", "exceeds the available context", "too many tokens")
+CONTEXT_LENGTH_MARKERS = (
+    "context length",
+    "context_length",
+    "exceeds the available context",
+    "exceed_context_size",
+    "too many tokens",
+)
 
 
 @contextlib.contextmanager
@@ -38,12 +46,14 @@ def _map_httpx_errors(url: str) -> Iterator[None]:
         yield
     except httpx.TimeoutException as exc:
         raise BackendTimeout(f"timed out talking to {url}: {type(exc).__name__}", url) from exc
-    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+    except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
         raise BackendUnreachable(
-            f"cannot reach backend at {url} ({exc or type(exc).__name__});"
+            f"cannot reach backend at {url} ({str(exc) or type(exc).__name__});"
             " is the server running? For the embedded one: `thinktank backend start`",
             url,
         ) from exc
+    except httpx.HTTPError as exc:  # e.g. a base URL without http://, a proxy refusing us
+        raise BackendError(f"request to {url} failed: {type(exc).__name__}: {exc}", url) from exc
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -57,15 +67,18 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 def _status_error(response: httpx.Response, url: str) -> BackendStatusError:
+    kind = ""
     try:
         body = response.json()
         detail = body.get("error", body)
         message = detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail)
+        if isinstance(detail, dict):  # OpenAI: code "context_length_exceeded"; llama.cpp: type "exceed_context_size_error"
+            kind = f"{detail.get('type', '')} {detail.get('code', '')}"
     except (ValueError, AttributeError):
         message = response.text[:500]
     text = f"backend {url} answered HTTP {response.status_code}: {message}"
     cls = BackendStatusError
-    if response.status_code == 400 and any(m in message.lower() for m in CONTEXT_LENGTH_MARKERS):
+    if response.status_code == 400 and any(m in f"{message} {kind}".lower() for m in CONTEXT_LENGTH_MARKERS):
         cls = ContextLengthExceeded
     return cls(text, response.status_code, url, retry_after=_retry_after_seconds(response))
 
@@ -93,11 +106,15 @@ class OpenAICompatBackend(Backend):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Keep every pooled connection alive: httpcore closes an idle connection whenever the
+        # pool holds more than max_keepalive connections in total, so a smaller keep-alive
+        # limit makes each call under load open a fresh TCP connection.
+        pool_size = max(max_concurrency * 2, 16)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max(max_concurrency * 2, 16), max_keepalive_connections=max_concurrency * 2),
+            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
             transport=transport,
         )
 
@@ -124,9 +141,11 @@ class OpenAICompatBackend(Backend):
         if response.status_code >= 400:
             raise _status_error(response, url)
         try:
-            data: dict[str, Any] = response.json()
+            data = response.json()
         except ValueError as exc:
-            raise BackendStatusError(f"backend {url} returned invalid JSON", response.status_code, url) from exc
+            raise BackendError(f"backend {url} returned invalid JSON: {response.text[:200]!r}", url) from exc
+        if not isinstance(data, dict):
+            raise BackendError(f"backend {url} returned JSON that is not an object: {response.text[:200]!r}", url)
         return data
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
@@ -147,15 +166,39 @@ class OpenAICompatBackend(Backend):
         raise AssertionError("unreachable")
 
     async def generate(self, request: GenerationRequest) -> BackendResponse:
+        if self._client.is_closed:
+            raise BackendError(f"backend {self.base_url} is closed", self.base_url)
+        if request.n > 1 and not self.supports_native_n:
+            return await self._fan_out(request)
         started = time.perf_counter()
         data = await self.post_with_retries(self._payload(request))
         latency = time.perf_counter() - started
-        return self._parse(data, request, latency)
+        try:
+            return self._parse(data, request, latency)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"backend {self.base_url} returned a malformed completion: {exc!r}", self.base_url) from exc
+
+    async def _fan_out(self, request: GenerationRequest) -> BackendResponse:
+        """A server without `n` gives one choice per call: make n calls (seeds s, s+1, ...) and add up their usage."""
+        started = time.perf_counter()
+        parts = await gather_all(
+            self.generate(request.with_(n=1, seed=None if request.seed is None else request.seed + i)) for i in range(request.n)
+        )
+        return BackendResponse(
+            choices=[part.choices[0] for part in parts],
+            prompt_tokens=sum(part.prompt_tokens for part in parts),
+            cached_prompt_tokens=sum(part.cached_prompt_tokens for part in parts),
+            latency_s=time.perf_counter() - started,
+            model=parts[0].model,
+        )
 
     def _parse(self, data: dict[str, Any], request: GenerationRequest, latency: float) -> BackendResponse:
-        raw_choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
-        if not raw_choices:
-            raise BackendStatusError(f"backend {self.base_url} returned no choices", 200, self.base_url)
+        raw_choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))[: request.n]
+        if len(raw_choices) < request.n:
+            hint = " (does the server support `n`? if not, pass supports_native_n=False)" if request.n > 1 else ""
+            raise BackendError(
+                f"backend {self.base_url} returned {len(raw_choices)} choice(s) for n={request.n}{hint}", self.base_url
+            )
         usage = data.get("usage") or {}
         completion_total = int(usage.get("completion_tokens") or 0)
         texts = [(c.get("message") or {}).get("content") or "" for c in raw_choices]

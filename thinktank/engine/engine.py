@@ -21,7 +21,7 @@ from thinktank.backends.base import Backend
 from thinktank.engine.budget import Budget, BudgetTracker
 from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
 from thinktank.engine.trace import CallRecord, TraceNode
-from thinktank.exceptions import BudgetExceeded, UnknownModelError
+from thinktank.exceptions import BackendError, BudgetExceeded, UnknownModelError
 from thinktank.types import BackendResponse, Completion, GenerationRequest
 from thinktank.usage import PriceTable, Usage
 from thinktank.verifiers.toolbox import Toolbox
@@ -94,22 +94,20 @@ class Engine:
         waiting = [self._await_leader(fut, request, i, ctx) for i, fut in waits.items()]
         try:
             batches = await gather_all([*calls, *waiting])
-        except BaseException:
+            for batch in batches[: len(calls)]:
+                for completion in batch:  # type: ignore[union-attr]
+                    results[completion.sample_index] = completion
+            for i, completion in zip(waits, batches[len(calls) :], strict=True):
+                results[i] = completion  # type: ignore[assignment]
+            for i in misses:
+                if use_cache:
+                    self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
+                    owned[keys[i]].set_result(results[i])
+        finally:
             for key, fut in owned.items():
                 if not fut.done():
-                    fut.cancel()
+                    fut.cancel()  # waiters see the owner gave up and make the call themselves
                 self._in_flight.pop(key, None)
-            raise
-        for batch in batches[: len(calls)]:
-            for completion in batch:  # type: ignore[union-attr]
-                results[completion.sample_index] = completion
-        for i, completion in zip(waits, batches[len(calls) :], strict=True):
-            results[i] = completion  # type: ignore[assignment]
-        for i in misses:
-            if use_cache:
-                self._in_flight.pop(keys[i], None)
-                owned[keys[i]].set_result(results[i])
-                self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
         return [results[i] for i in range(request.n)]
 
     def _units(self, backend: Backend, request: GenerationRequest, misses: list[int]) -> list[list[int]]:
@@ -146,6 +144,10 @@ class Engine:
             record.status, record.error, record.latency_s = "error", f"{type(exc).__name__}: {exc}", ctx.node.now() - started
             raise
         record.latency_s = response.latency_s
+        if len(response.choices) < len(indices):
+            record.status = "error"
+            record.error = f"asked for {len(indices)} choices, got {len(response.choices)}"
+            raise BackendError(f"{backend.name} returned {record.error}; set supports_native_n=False for this server")
         completions = self._account(response, request.model, indices)
         record.usage = sum((c.usage for c in completions), Usage())
         record.finish_reasons = [c.finish_reason for c in completions]
