@@ -1,0 +1,56 @@
+"""Task names → task factories, imported lazily so one missing or broken task module cannot break the others.
+
+>>> get_task("gsm-symbolic", n=5, seed=1)  # doctest: +SKIP
+>>> get_task("my_problems.jsonl")          # a path to a JSONL file works as a name too
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from thinktank.exceptions import ConfigError, UnknownTaskError
+from thinktank.tasks.base import Task
+
+__all__ = ["get_task", "task_names"]
+
+_REGISTRY: dict[str, str] = {
+    "gsm-symbolic": "thinktank.tasks.gsm_symbolic:GsmSymbolicTask",
+    "humaneval": "thinktank.tasks.humaneval:HumanEvalTask",
+    "jsonl": "thinktank.tasks.jsonl:JsonlTask",
+    "spider": "thinktank.tasks.spider:SpiderTask",
+}
+
+
+def task_names() -> list[str]:
+    """Every registered name, sorted (a name is listed even if its module fails to import)."""
+    return sorted(_REGISTRY)
+
+
+def _resolve(name: str) -> type[Task]:
+    module_name, _, attr = _REGISTRY[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"task {name!r} is registered but {module_name} cannot be imported: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ConfigError(f"task {name!r} is registered but {module_name} has no {attr}")
+    return factory
+
+
+def get_task(name: str, /, **options: Any) -> Task:
+    """Build the task called `name` with `options` as keyword arguments.
+
+    A name ending in ".jsonl" is read as a path: `get_task("x.jsonl")` == `get_task("jsonl", path="x.jsonl")`.
+    """
+    if name.endswith(".jsonl") and name not in _REGISTRY:
+        options = {"path": name, **options}
+        name = "jsonl"
+    if name not in _REGISTRY:
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (or a path ending in .jsonl)")
+    factory = _resolve(name)
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for task {name!r}: {exc}") from exc
