@@ -1,0 +1,316 @@
+"""Spawning one sandboxed run and reading what happened (the host side; `_harness.py` is the inside).
+
+The job travels as marshal bytes on a pipe, the harness's report comes back on another, and the reaper's
+exit-status line on a third; stdout/stderr are drained into bounded tails. `run_sandboxed` returns a
+`SandboxRun` whose status and reason come only from the authenticated report, the reaper's status line and
+what this side did (timeouts, output kills), never from the exit code of `unshare` itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import fcntl
+import marshal
+import math
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from thinktank.exceptions import ConfigError, VerificationError
+
+Status = Literal["ok", "error", "timeout", "killed", "memory", "output_limit", "exited", "tampered"]
+_HARNESS = str(Path(__file__).with_name("_harness.py"))
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
+_ENV |= {"PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"}  # fixed seed: set reprs compare across runs
+_NAMESPACES = ("--net", "--pid", "--mount", "--ipc", "--fork", "--kill-child", "--mount-proc")
+_MAX_CONFIG = 16 << 20
+_MAX_REPORT = 16 << 20
+_KINDS = ("loaded", "item", "done")
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    cpu_s: float = 5.0
+    wall_s: float = 10.0
+    memory_mb: int = 512
+    file_size_mb: int = 16
+    disk_mb: int = 64  # the private /tmp
+    max_procs: int = 32  # processes + threads
+    output_bytes: int = 64 * 1024  # tail kept per stream
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise ConfigError(f"SandboxLimits.{name} must be > 0, got {value!r}")
+
+
+@dataclass
+class SandboxRun:
+    """What one sandboxed process did. `records` are the harness's authenticated report lines."""
+
+    status: Status
+    reason: str
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_s: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def done(self) -> dict[str, Any] | None:
+        return self.records[-1] if self.records and self.records[-1].get("kind") == "done" else None
+
+    def details(self) -> dict[str, Any]:
+        keys = ("status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated")
+        return {key: getattr(self, key) for key in keys}
+
+
+class _Tail:
+    """The last `keep` bytes of a stream, and how many bytes went by."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep, self.total, self.buf = keep, 0, bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.buf += chunk
+        if len(self.buf) > 2 * self.keep:
+            del self.buf[: -self.keep]
+
+    def text(self) -> str:
+        return bytes(self.buf[-self.keep :]).decode("utf-8", "replace")
+
+
+async def _drain(reader: asyncio.StreamReader, tail: _Tail, check: Callable[[], None]) -> None:
+    while chunk := await reader.read(1 << 16):
+        tail.add(chunk)
+        check()
+
+
+async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    return reader, transport
+
+
+def _kill_sandbox(pid: int) -> None:
+    """SIGKILL the reaper (PID 1 inside), so that `unshare` reaps it only once the namespace is empty.
+
+    Killing `unshare` first would let us reap it while the orphaned reaper is still tearing the namespace down;
+    the process group is the fallback if the reaper is not there (yet).
+    """
+    reapers = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.isdigit() and int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                reapers.append(int(entry))
+    with contextlib.suppress(ProcessLookupError):
+        for target in reapers:
+            os.kill(target, signal.SIGKILL)
+        if not reapers:
+            os.killpg(pid, signal.SIGKILL)
+
+
+async def _group_gone(pgid: int, patience_s: float = 5.0) -> None:
+    """After a kill, wait until no process of the run's group is left (bounded, in case the pgid got reused)."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.005)
+
+
+def _parse_report(data: bytes, nonce: str, complete: bool) -> tuple[list[dict[str, Any]], str]:
+    """Validated records and, if anything is off, why the report channel counts as tampered."""
+    prefix, records = f"{nonce} ".encode(), list[dict[str, Any]]()
+    lines = data.split(b"\n")
+    if lines[-1] and complete:
+        return records, "report channel tampered: unterminated record"
+    for line in lines[:-1]:
+        if not line.startswith(prefix):
+            return records, "report channel tampered: unauthenticated record"
+        try:
+            record = ast.literal_eval(line[len(prefix) :].decode())
+        except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+            return records, "report channel tampered: unreadable record"
+        if not isinstance(record, dict) or record.get("kind") not in _KINDS or (records and records[-1]["kind"] == "done"):
+            return records, "report channel tampered: unexpected record"
+        records.append(record)
+    return records, ""
+
+
+def error_reason(record: dict[str, Any], limits: SandboxLimits) -> str:
+    etype, msg, where = record.get("etype", "Error"), record.get("msg", ""), record.get("where", "")
+    if etype == "MemoryError":
+        return f"memory limit ({limits.memory_mb} MB)"
+    return (f"{etype}: {msg}" if msg else f"{etype} at {where}" if where else etype)[:500]
+
+
+def memory_cgroup_root() -> Path | None:
+    """Our own cgroup-v1 memory cgroup, where each run gets a child capping all its processes together.
+
+    cgroup v2 is not attempted: creating children there needs a delegated subtree, which services rarely have.
+    Without a cgroup only the per-process rlimits apply (max_procs x memory_mb in the worst case).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                root = Path("/sys/fs/cgroup/memory", path.lstrip("/"))
+                return root if os.access(root / "cgroup.procs", os.W_OK) else None
+    return None
+
+
+class MemoryCgroup:
+    """One run's memory cgroup: created before the run, read for OOM kills and removed after it."""
+
+    def __init__(self, root: Path, name: str, limit_bytes: int) -> None:
+        self.path = root / name
+        self.path.mkdir(exist_ok=True)
+        (self.path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+        if (self.path / "memory.memsw.limit_in_bytes").exists():
+            (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))  # no swapping around it
+
+    def oom_kills(self) -> int:
+        with contextlib.suppress(OSError, ValueError, StopIteration):
+            lines = (self.path / "memory.oom_control").read_text().splitlines()
+            return int(next(line for line in lines if line.startswith("oom_kill ")).split()[1])
+        return 0
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+async def run_sandboxed(
+    config: dict[str, Any], limits: SandboxLimits, *, python: str, unshare: str, cgroup: MemoryCgroup | None
+) -> SandboxRun:
+    """One harness run under fresh namespaces: hand over the job, drain every pipe, enforce wall and output limits."""
+    lim, nonce = limits, secrets.token_hex(16)
+    cfg_r, cfg_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    st_r, st_w = os.pipe()
+    child_ends = (cfg_r, rep_w, st_w)
+    try:
+        payload = marshal.dumps(config | {"nonce": nonce, "report_fd": rep_w, "status_fd": st_w})
+        if len(payload) > _MAX_CONFIG:
+            raise VerificationError(f"program too large for the sandbox ({len(payload)} bytes)")
+        fcntl.fcntl(cfg_w, fcntl.F_SETPIPE_SZ, max(len(payload), 1 << 16))
+        os.set_blocking(cfg_w, False)
+        if os.write(cfg_w, payload) != len(payload):  # the enlarged pipe holds the whole job: no writer task
+            raise VerificationError("could not hand the job to the sandbox")
+        proc = await asyncio.create_subprocess_exec(
+            unshare, *_NAMESPACES, python, "-S", "-s", "-B", "-P", "-u", _HARNESS, str(cfg_r),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            pass_fds=child_ends, env=_ENV, cwd="/", start_new_session=True,
+        )  # fmt: skip
+    except BaseException as exc:
+        os.close(rep_r)
+        os.close(st_r)
+        if isinstance(exc, OSError):
+            raise VerificationError(f"could not start the sandbox: {exc}") from exc
+        raise
+    finally:
+        for fd in (*child_ends, cfg_w):
+            os.close(fd)
+    start = time.monotonic()
+    killed_for = ""
+
+    def kill(why: str) -> None:
+        nonlocal killed_for
+        killed_for = killed_for or why
+        if proc.returncode is None:  # once reaped, the pid could belong to someone else
+            _kill_sandbox(proc.pid)
+
+    out, err, report, status = _Tail(lim.output_bytes), _Tail(lim.output_bytes), _Tail(_MAX_REPORT), _Tail(4096)
+
+    def check_output() -> None:
+        if out.total + err.total > 16 * lim.output_bytes:
+            kill("output")
+        if report.total > _MAX_REPORT:
+            kill("report")
+
+    tasks: list[asyncio.Future[None]] = []
+    transports: list[asyncio.BaseTransport] = []
+    try:
+        (rep, rep_t), (st, st_t) = await _pipe_reader(rep_r), await _pipe_reader(st_r)
+        transports += [rep_t, st_t]
+        assert proc.stdout is not None and proc.stderr is not None
+        streams = ((proc.stdout, out, check_output), (proc.stderr, err, check_output), (rep, report, check_output))
+        tasks = [asyncio.ensure_future(_drain(*stream)) for stream in (*streams, (st, status, lambda: None))]
+        try:
+            await asyncio.wait_for(proc.wait(), lim.wall_s)
+        except TimeoutError:
+            kill("timeout")
+            await proc.wait()
+        if killed_for:
+            await _group_gone(proc.pid)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)  # EOF once the namespace is gone
+    finally:
+        if proc.returncode is None:  # cancelled: take the namespace down with us
+            _kill_sandbox(proc.pid)
+        for task in tasks:
+            task.cancel()
+        for transport in transports:
+            transport.close()
+    run = SandboxRun("ok", "", duration_s=time.monotonic() - start, stdout=out.text(), stderr=err.text())
+    run.stdout_truncated, run.stderr_truncated = out.total > lim.output_bytes, err.total > lim.output_bytes
+    oom = cgroup.oom_kills() if cgroup else 0
+    _classify(run, lim, killed_for, bytes(report.buf), nonce, status.text().split(), oom)
+    return run
+
+
+def _classify(
+    run: SandboxRun, lim: SandboxLimits, killed_for: str, report: bytes, nonce: str, status: list[str], oom: int
+) -> None:
+    """Fill status and reason from what the harness reported, how the worker ended, and what we did."""
+    if status[:1] == ["setup"]:
+        raise VerificationError(f"sandbox setup failed: {' '.join(status[1:])}")
+    if len(status) == 3:
+        value = int(status[1])
+        run.signal, run.exit_code = (value, None) if status[0] == "signal" else (None, value)
+    run.records, tampered = _parse_report(report, nonce, complete=not killed_for)
+    cpu = float(status[2]) if len(status) == 3 else 0.0
+    done = run.done
+    if killed_for == "output":
+        run.status, run.reason = "output_limit", f"output limit exceeded ({16 * lim.output_bytes} bytes)"
+    elif tampered or killed_for == "report":
+        run.status, run.reason = "tampered", tampered or "report channel flooded"
+    elif killed_for == "timeout":
+        run.status, run.reason = "timeout", f"timeout after {lim.wall_s:g}s (wall)"
+    elif done is not None and done.get("ok"):
+        run.status, run.reason = "ok", "completed"
+    elif oom:
+        run.status, run.reason = "memory", f"memory limit ({lim.memory_mb} MB, all processes together)"
+    elif done is not None:
+        run.status = "tampered" if done.get("phase") == "tamper" else "memory" if done.get("etype") == "MemoryError" else "error"
+        run.reason = error_reason(done, lim)
+    elif run.signal == signal.SIGXCPU or (run.signal == signal.SIGKILL and cpu >= math.ceil(lim.cpu_s)):
+        run.status, run.reason = "timeout", f"CPU time limit ({math.ceil(lim.cpu_s)}s)"
+    elif run.signal is not None:
+        name = signal.Signals(run.signal).name if run.signal in signal.valid_signals() else "?"
+        run.status, run.reason = "killed", f"killed by signal {run.signal} ({name})"
+    elif run.exit_code is not None:
+        memory = "MemoryError" in run.stderr[-2000:]
+        run.status = "memory" if memory else "exited"
+        run.reason = (
+            f"memory limit ({lim.memory_mb} MB)" if memory else f"process exited before reporting (exit code {run.exit_code})"
+        )
+    elif killed_for:
+        run.status, run.reason = "killed", "sandbox killed before reporting"
+    else:  # the reaper always reports unless killed, and the candidate cannot kill it (root, other uid)
+        raise VerificationError(f"the sandbox did not start: {run.stderr.strip()[-500:] or 'no output'}")
