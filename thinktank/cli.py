@@ -149,7 +149,10 @@ def eval_command(
     from thinktank.runtime import open_engine
     from thinktank.tasks.registry import get_task
 
-    problems = get_task(task, seed=seed).load(limit=limit, offset=offset)
+    options: dict[str, Any] = {}
+    if task == "gsm-symbolic":  # generated problems: the seed picks them, the limit sizes them
+        options = {"seed": seed, "n": max(100, offset + (limit or 0))}
+    problems = get_task(task, **options).load(limit=limit, offset=offset)
     names = [model_label(m) if backend is None else m for m in model]
     architecture = load_architecture(arch, names)
     if backend is None:
