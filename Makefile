@@ -25,9 +25,12 @@ engine: install
 	$(BIN)/thinktank backend build
 	$(BIN)/thinktank models pull $(MODEL)
 
+# The main job: greedy baseline vs the best preset on a fixed HumanEval slice, then a comparison table.
+RUN_SLICE := --task humaneval --limit 10 --model $(MODEL)
 run: engine
-	$(BIN)/thinktank ask "Write a Python function is_prime(n) that returns True when n is a prime number." \
-		--model $(MODEL) --n 2 --temperature 0.7 --max-tokens 200 --seed 1
+	$(BIN)/thinktank eval $(RUN_SLICE) --arch single --run-dir runs/main-single
+	$(BIN)/thinktank eval $(RUN_SLICE) --arch sample-8-exec --run-dir runs/main-sample-8-exec
+	$(BIN)/thinktank report runs/main-single runs/main-sample-8-exec --html runs/main-report.html
 
 test: install
 	$(BIN)/thinktank backend build

@@ -42,6 +42,18 @@ BackendOpt = Annotated[
     ),
 ]
 ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the remote server's API key.")]
+PricesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prices", help="YAML price table: {model: {prompt_per_mtok: 0.15, completion_per_mtok: 0.6}} (USD per 1M tokens)."
+    ),
+]
+
+
+def load_prices(path: Path | None) -> Any:
+    from thinktank.usage import PriceTable
+
+    return PriceTable.load(path) if path else None
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -83,6 +95,7 @@ def ask(
     backend: BackendOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    prices: PricesOpt = None,
 ) -> None:
     """Ask one question through the engine; prints the answer(s) and a usage line."""
     from thinktank.runtime import open_engine
@@ -139,6 +152,7 @@ def eval_command(
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")] = 4,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")] = False,
+    prices: PricesOpt = None,
 ) -> None:
     """Evaluate an architecture on a task; resumable, with live accuracy and a results DB."""
     from thinktank.arch import load_architecture
@@ -181,6 +195,7 @@ def eval_command(
             api_key=os.environ.get(api_key_env),
             slots=slots,
             use_cache=not no_cache,
+            prices=load_prices(prices),
         ) as engine:
             columns = (
                 TextColumn("[bold]{task.description}"),

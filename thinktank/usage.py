@@ -6,8 +6,9 @@ Cache hits are kept apart: what a hit would have cost is *saved*, not spent.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 
 @dataclass
@@ -70,6 +71,21 @@ class PriceTable(BaseModel):
     """Prices by model name; unknown models cost $0 (local models are free unless priced)."""
 
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PriceTable:
+        """Read `{model: {prompt_per_mtok: .., completion_per_mtok: ..}}` from a YAML or JSON file."""
+        import yaml
+
+        from thinktank.exceptions import ConfigError
+
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+            return cls(prices=data or {})
+        except OSError as exc:
+            raise ConfigError(f"cannot read price table {path}: {exc}") from exc
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise ConfigError(f"price table {path} is malformed: {exc}") from exc
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.prices.get(model)

@@ -155,3 +155,17 @@ async def test_backend_returning_too_few_choices_is_a_backend_error(tmp_path):
     with pytest.raises(BackendError, match="asked for 3 choices, got 1"):
         await engine.context().generate(GenerationRequest.from_prompt("p", "m", n=3))
     assert engine._in_flight == {}  # no single-flight waiter left hanging
+
+
+def test_price_table_loads_from_yaml(tmp_path):
+    from thinktank.exceptions import ConfigError
+
+    path = tmp_path / "prices.yaml"
+    path.write_text("gpt-x: {prompt_per_mtok: 1.0, completion_per_mtok: 4.0}\nlocal: {completion_per_mtok: 0.1}\n")
+    table = PriceTable.load(path)
+    assert table.cost("gpt-x", 1_000_000, 500_000) == pytest.approx(3.0)
+    assert table.cost("local", 10, 1_000_000) == pytest.approx(0.1)
+    assert table.cost("unknown", 10, 10) == 0.0
+    path.write_text("gpt-x: {prompt_per_mtok: -1}\n")
+    with pytest.raises(ConfigError, match="malformed"):
+        PriceTable.load(path)
