@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 
 from thinktank.exceptions import ConfigError, VerificationError
 from thinktank.verifiers.python_sandbox import PythonSandbox, SandboxLimits
+
+from .sandbox_procs import pids_with_uid_in
 
 UID_BASE = 1_700_000_000
 SOLUTION = '''
@@ -42,16 +43,7 @@ def sandbox() -> PythonSandbox:
 
 
 def sandbox_pids() -> list[str]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-        if UID_BASE <= uid < UID_BASE + (1 << 24):
-            pids.append(pid)
-    return pids
+    return pids_with_uid_in(UID_BASE)
 
 
 async def test_correct_solution_passes(sandbox):
