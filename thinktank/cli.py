@@ -31,7 +31,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(backend_app, name="backend")
 app.add_typer(cache_app, name="cache")
 
-console = Console()
+# Piped output (CI logs, `make run | tee`) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model pack name or path to a .gguf file (or a remote model name).")]
