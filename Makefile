@@ -41,6 +41,7 @@ test: install
 lint: install
 	$(BIN)/ruff check thinktank tests benchmarks
 	$(BIN)/ruff format --check thinktank tests benchmarks
+	$(BIN)/mypy thinktank
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -25,8 +25,14 @@ def test_preset_single_loads_with_default_model():
     ("text", "message"),
     [
         ("name: x\nlayers:\n  - generate: {n: 2}\n  - teleport: {}\n", r"arch.yaml:4: unknown technique 'teleport'"),
-        ("name: x\nlayers:\n  - generate:\n      n: lots\n", r"arch.yaml:4: parameter 'n' of Generate: Input should be a valid integer"),
-        ("name: x\nlayers:\n  - generate:\n      temperature: 0.5\n      n: 0\n", r"arch.yaml:5: parameter 'n' .*greater than or equal to 1"),
+        (
+            "name: x\nlayers:\n  - generate:\n      n: lots\n",
+            r"arch.yaml:4: parameter 'n' of Generate: Input should be a valid integer",
+        ),
+        (
+            "name: x\nlayers:\n  - generate:\n      temperature: 0.5\n      n: 0\n",
+            r"arch.yaml:5: parameter 'n' .*greater than or equal to 1",
+        ),
         ("name: x\nlayers:\n  - generate: {bogus: 1}\n", r"arch.yaml:3: parameter 'bogus' of Generate: Unexpected keyword"),
         ("name: x\nlayers: [\n", r"malformed YAML"),
         ("name: x\n", r"needs a non-empty `layers:` list"),

@@ -93,12 +93,9 @@ class Engine:
         calls = [self._call(backend, request, unit, ctx) for unit in self._units(backend, request, misses)]
         waiting = [self._await_leader(fut, request, i, ctx) for i, fut in waits.items()]
         try:
-            batches = await gather_all([*calls, *waiting])
-            for batch in batches[: len(calls)]:
-                for completion in batch:  # type: ignore[union-attr]
+            for batch in await gather_all([*calls, *waiting]):
+                for completion in batch:
                     results[completion.sample_index] = completion
-            for i, completion in zip(waits, batches[len(calls) :], strict=True):
-                results[i] = completion  # type: ignore[assignment]
             for i in misses:
                 if use_cache:
                     self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
@@ -183,14 +180,13 @@ class Engine:
 
     async def _await_leader(
         self, fut: asyncio.Future[Completion], request: GenerationRequest, index: int, ctx: Context
-    ) -> Completion:
+    ) -> list[Completion]:
         """Share an identical call already in flight; if its owner gave up, make the call ourselves."""
         try:
             leader = await asyncio.shield(fut)
         except asyncio.CancelledError:
             if fut.cancelled():
-                (completion,) = await self._call(self.backend_for(request.model), request, [index], ctx)
-                return completion
+                return await self._call(self.backend_for(request.model), request, [index], ctx)
             raise
         cost = leader.usage
         usage = Usage(cache_hits=1, saved_tokens=cost.total_tokens, saved_usd=cost.cost_usd)
@@ -198,7 +194,7 @@ class Engine:
             CallRecord(request.model, "single-flight", [index], usage, "cached", ctx.node.now(), 0.0, [leader.finish_reason])
         )
         ctx.budget.record(usage)
-        return Completion(leader.text, leader.model, index, leader.finish_reason, usage, cached=True)
+        return [Completion(leader.text, leader.model, index, leader.finish_reason, usage, cached=True)]
 
 
 def _to_cached(completion: Completion) -> CachedSample:

@@ -60,7 +60,7 @@ class Task(ABC):
         """Problems in a fixed order (seeded where generated)."""
 
     def load(self, limit: int | None = None, offset: int = 0) -> list[Problem]:
-        out = []
+        out: list[Problem] = []
         for i, problem in enumerate(self.problems()):
             if i < offset:
                 continue
