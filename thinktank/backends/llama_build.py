@@ -79,6 +79,18 @@ def _run_logged(cmd: list[str], log: Path, on_line: Callable[[str], None] | None
             raise BuildError(f"`{' '.join(cmd[:3])} ...` failed with exit code {proc.returncode}", str(log))
 
 
+def _drop_foreign_cmake_cache(build: Path, source: Path) -> None:
+    """A build dir configured from another source tree makes cmake refuse to run; start it afresh."""
+    cache = build / "CMakeCache.txt"
+    if not cache.exists():
+        return
+    for line in cache.read_text(errors="replace").splitlines():
+        if line.startswith("CMAKE_HOME_DIRECTORY:INTERNAL="):
+            if Path(line.split("=", 1)[1]).resolve() != source.resolve():
+                shutil.rmtree(build)
+            return
+
+
 def ensure_llama_server(on_line: Callable[[str], None] | None = None) -> Path:
     """Path of a working llama-server binary, building it first if needed."""
     binary = server_binary_path()
@@ -95,6 +107,7 @@ def ensure_llama_server(on_line: Callable[[str], None] | None = None) -> Path:
         log = dest / "build.log"
         log.write_text("")
         source = _extract_source(dest)
+        _drop_foreign_cmake_cache(dest / "build", source)
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         configure = ["cmake", "-S", str(source), "-B", str(dest / "build"), *generator, "-DCMAKE_BUILD_TYPE=Release"]
         configure += [
