@@ -31,7 +31,7 @@ from thinktank.engine.engine import Context
 from thinktank.exceptions import BudgetExceeded
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._equivalence import Key, answer_keys
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.techniques.generate import Generate
 from thinktank.techniques.verify_exec import public_check
 from thinktank.techniques.vote import Tally, prior_score, tally
@@ -53,9 +53,9 @@ class AdaptiveSample(Technique):
         *,
         max_n: Annotated[int, Field(ge=1, le=256)] = 16,
         wave: Annotated[int, Field(ge=1, le=256)] = 4,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.8,
+        temperature: Temperature = 0.8,
         top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 512,
+        max_tokens: MaxTokens = 512,
         stop_confidence: Annotated[float, Field(gt=0, le=1)] = 0.95,
         first_pass: bool = False,
         lookahead: Annotated[int, Field(ge=0, le=16)] = 0,

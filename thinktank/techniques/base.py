@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from thinktank.engine.engine import Context
 from thinktank.tasks.base import TaskInput
 from thinktank.usage import Usage
+
+#: parameter types shared by technique constructors (the constructor signature is the YAML schema)
+Temperature = Annotated[float, Field(ge=0, le=2)]
+MaxTokens = Annotated[int, Field(ge=1, le=32768)]
 
 
 @dataclass

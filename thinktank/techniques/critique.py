@@ -21,7 +21,7 @@ from thinktank.engine.engine import Context
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._prompting import clip, distinct_groups, format_instruction, judge_request, show
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.usage import Usage
 from thinktank.verifiers.base import Verdict
 
@@ -68,8 +68,8 @@ class CritiqueRefine(Technique):
         *,
         rounds: Annotated[int, Field(ge=1, le=8)] = 1,
         top_k: Annotated[int, Field(ge=1)] = 1,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.0,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 1024,
+        temperature: Temperature = 0.0,
+        max_tokens: MaxTokens = 1024,
         stop_when_ok: bool = True,
         seed: int = 0,
         max_chars: Annotated[int, Field(ge=100)] = 3000,

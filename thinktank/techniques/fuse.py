@@ -19,7 +19,7 @@ from thinktank.engine.engine import Context
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._prompting import distinct_groups, format_instruction, judge_request, numbered
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 
 FUSE = """Below are a task and {k} candidate responses to it from other assistants. Some may be wrong.
 Check them critically and write one improved, correct response to the task: combine their strengths, fix their
@@ -42,8 +42,8 @@ class Fuse(Technique):
         model: str,
         *,
         n: Annotated[int, Field(ge=1, le=64)] = 1,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.0,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 1024,
+        temperature: Temperature = 0.0,
+        max_tokens: MaxTokens = 1024,
         max_candidates: Annotated[int, Field(ge=2, le=64)] = 8,
         seed: int = 0,
         max_chars: Annotated[int, Field(ge=100)] = 3000,

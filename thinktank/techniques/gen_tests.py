@@ -25,7 +25,7 @@ from pydantic import Field
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.types import GenerationRequest
 
 PROMPT = """Write {k} different unit tests for the Python function below as assert statements. Each assert calls \
@@ -102,8 +102,8 @@ class GenTests(Technique):
         n_tests: Annotated[int, Field(ge=1, le=64)] = 4,
         tests_per_reply: Annotated[int, Field(ge=1, le=20)] = 5,
         max_tests: Annotated[int, Field(ge=1, le=500)] = 100,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.8,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 512,
+        temperature: Temperature = 0.8,
+        max_tokens: MaxTokens = 512,
         seed: int = 0,
     ) -> None:
         """`n_tests` test-writing replies per model, each asked for `tests_per_reply` asserts; at most `max_tests` run."""

@@ -16,7 +16,7 @@ from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.types import GenerationRequest, Message
 
 
@@ -28,9 +28,9 @@ class Generate(Technique):
         models: list[str],
         *,
         n: Annotated[int, Field(ge=1, le=256)] = 1,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.0,
+        temperature: Temperature = 0.0,
         top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 512,
+        max_tokens: MaxTokens = 512,
         system: str | None = None,
         seed: int = 0,
         keep_previous: bool = False,

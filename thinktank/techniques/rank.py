@@ -36,7 +36,7 @@ from thinktank.techniques._prompting import (
     parse_score,
     show,
 )
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.types import GenerationRequest
 
 POINTWISE = """Rate how well the response solves the task, from 1 (wrong or useless) to 10 (fully correct).
@@ -84,8 +84,8 @@ class Rank(Technique):
         *,
         mode: Literal["pointwise", "pairwise", "listwise"] = "pointwise",
         top_k: Annotated[int, Field(ge=1)] | None = None,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.0,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 512,
+        temperature: Temperature = 0.0,
+        max_tokens: MaxTokens = 512,
         samples: Annotated[int, Field(ge=1, le=32)] = 1,
         debias: Literal["swap", "random"] = "swap",
         seed: int = 0,

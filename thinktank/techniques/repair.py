@@ -21,7 +21,7 @@ from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate, Technique
+from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.techniques.verify_exec import check_all, has_public_checks, public_check
 from thinktank.types import GenerationRequest
 from thinktank.usage import Usage
@@ -78,8 +78,8 @@ class Repair(Technique):
         model: str,
         *,
         rounds: Annotated[int, Field(ge=1, le=10)] = 3,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.2,
-        max_tokens: Annotated[int, Field(ge=1, le=32768)] = 768,
+        temperature: Temperature = 0.2,
+        max_tokens: MaxTokens = 768,
         top_k: Annotated[int, Field(ge=1, le=64)] = 1,
         seed: int = 0,
     ) -> None:
