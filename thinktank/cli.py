@@ -143,7 +143,10 @@ def eval_command(
     arch: Annotated[str, typer.Option("--arch", "-a", help="Preset name or YAML file (see `thinktank archs`).")] = "single",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N problems.")] = None,
     offset: Annotated[int, typer.Option(min=0, help="Skip the first N problems.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for generated tasks and sampling.")] = 0,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="A seeded random subset of N problems (fixed by --seed), instead of the first N.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for generated tasks, --sample and sampling.")] = 0,
     run_dir: Annotated[
         Path | None, typer.Option(help="Where results go; re-running resumes. Default runs/<task>-<model>-<arch>.")
     ] = None,
@@ -167,7 +170,7 @@ def eval_command(
     options: dict[str, Any] = {}
     if task == "gsm-symbolic":  # generated problems: the seed picks them, the limit sizes them
         options = {"seed": seed, "n": max(100, offset + (limit or 0))}
-    problems = get_task(task, **options).load(limit=limit, offset=offset)
+    problems = get_task(task, **options).load(limit=limit, offset=offset, sample=sample, seed=seed)
     names = [model_label(m) if backend is None else m for m in model]
     architecture = load_architecture(arch, names)
     if backend is None:
@@ -181,6 +184,7 @@ def eval_command(
         "models": names,
         "seed": seed,
         "offset": offset,
+        **({"sample": sample} if sample else {}),
         "max_tokens_per_query": max_tokens_per_query,
     }
     store.bind_config(config)
