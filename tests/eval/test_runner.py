@@ -5,7 +5,7 @@ import pytest
 from thinktank.arch import load_architecture
 from thinktank.backends import ScriptedBackend
 from thinktank.engine import Engine
-from thinktank.eval.report import comparison_table, write_html
+from thinktank.eval.report import comparison_table, markdown_table, write_html
 from thinktank.eval.runner import run_eval, summarize
 from thinktank.eval.store import RunStore, StoreError
 from thinktank.exceptions import BackendUnreachable, ConfigError
@@ -42,6 +42,9 @@ async def test_run_grades_stores_and_summarizes(tmp_path):
     html = write_html([summary], tmp_path / "report.html").read_text()
     assert "<svg" in html and "single" in html
     assert comparison_table([summary]).row_count == 1
+    header, rule, row = markdown_table([summary]).splitlines()
+    assert header.startswith("| run | arch |") and rule.count("---") == header.count("|") - 1
+    assert "| single | 10 | 50.0% |" in row
 
 
 class FlakyBackend(ScriptedBackend):

@@ -42,6 +42,14 @@ def comparison_table(summaries: list[dict[str, Any]]) -> Table:
     return table
 
 
+def markdown_table(summaries: list[dict[str, Any]]) -> str:
+    """The comparison as a GitHub table, for docs/benchmarks.md."""
+    rows = ["| " + " | ".join(header for _, header in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for s in summaries:
+        rows.append("| " + " | ".join(_fmt(k, s.get(k)) if k != "run" else Path(s["run"]).name for k, _ in COLUMNS) + " |")
+    return "\n".join(rows)
+
+
 def _scatter_svg(summaries: list[dict[str, Any]], width: int = 640, height: int = 400) -> str:
     pad = 60
     xs = [s["tokens_per_problem"] for s in summaries] or [1.0]
