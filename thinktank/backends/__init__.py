@@ -1,7 +1,7 @@
 """Backends: where completions come from. One contract, `Backend.generate`."""
 
-from thinktank.backends.base import Backend
+from thinktank.backends.base import Backend, StreamEvent
 from thinktank.backends.openai_compat import OpenAICompatBackend
 from thinktank.backends.scripted import ScriptedBackend
 
-__all__ = ["Backend", "OpenAICompatBackend", "ScriptedBackend"]
+__all__ = ["Backend", "OpenAICompatBackend", "ScriptedBackend", "StreamEvent"]

@@ -7,9 +7,20 @@ see a backend; they go through the engine, which owns caching, limits and accoun
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 
 from thinktank.types import BackendResponse, GenerationRequest
+
+
+@dataclass
+class StreamEvent:
+    """One piece of a streamed generation: a text delta; the last event carries the whole response and its usage."""
+
+    delta: str = ""
+    response: BackendResponse | None = None
+    usage_estimated: bool = False  # the server sent no usage: tokens were counted from the stream
 
 
 class Backend(ABC):
@@ -23,6 +34,17 @@ class Backend(ABC):
     @abstractmethod
     async def generate(self, request: GenerationRequest) -> BackendResponse:
         """Run one request. Must raise a `BackendError` subclass on failure."""
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Yield text deltas of one sample (n=1) as they are generated, then one event with the whole response.
+
+        This default generates the whole text and yields it at once; servers that can stream override it.
+        Closing the iterator early must cancel the generation.
+        """
+        response = await self.generate(request)
+        if response.choices and response.choices[0].text:
+            yield StreamEvent(delta=response.choices[0].text)
+        yield StreamEvent(response=response)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; idempotent."""

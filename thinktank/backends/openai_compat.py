@@ -5,22 +5,26 @@
 
 httpx errors are translated to the thinktank error tree in one place
 (`_map_httpx_errors`); retries with jittered exponential backoff cover connection
-errors, timeouts, 429 and 5xx, and honour `Retry-After`.
+errors, timeouts, 429 and 5xx, and honour `Retry-After`. `stream` reads the server's
+SSE chunks (retrying only until the server answers) and takes the usage from the
+`stream_options.include_usage` chunk; without one it counts a token per content chunk
+and marks the usage as estimated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from thinktank._aio import gather_all
-from thinktank.backends.base import Backend
+from thinktank.backends.base import Backend, StreamEvent
 from thinktank.exceptions import (
     BackendError,
     BackendStatusError,
@@ -81,6 +85,34 @@ def _status_error(response: httpx.Response, url: str) -> BackendStatusError:
     if response.status_code == 400 and any(m in f"{message} {kind}".lower() for m in CONTEXT_LENGTH_MARKERS):
         cls = ContextLengthExceeded
     return cls(text, response.status_code, url, retry_after=_retry_after_seconds(response))
+
+
+async def _sse_data(response: httpx.Response, url: str) -> AsyncIterator[str]:
+    """The `data` of each server-sent event (comments and other fields skipped)."""
+    lines: list[str] = []
+    with _map_httpx_errors(url):
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                lines.append(line[5:].removeprefix(" "))
+            elif not line and lines:
+                yield "\n".join(lines)
+                lines = []
+    if lines:
+        yield "\n".join(lines)
+
+
+def _chunk_json(data: str, url: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise BackendError(f"backend {url} streamed invalid JSON: {data[:200]!r}", url) from exc
+    if not isinstance(chunk, dict):
+        raise BackendError(f"backend {url} streamed JSON that is not an object: {data[:200]!r}", url)
+    if chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+        raise BackendError(f"backend {url} failed while streaming: {message}", url)
+    return chunk
 
 
 class OpenAICompatBackend(Backend):
@@ -177,6 +209,67 @@ class OpenAICompatBackend(Backend):
             return self._parse(data, request, latency)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise BackendError(f"backend {self.base_url} returned a malformed completion: {exc!r}", self.base_url) from exc
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        if request.n != 1:
+            raise ValueError(f"stream makes one sample, got n={request.n}")
+        if self._client.is_closed:
+            raise BackendError(f"backend {self.base_url} is closed", self.base_url)
+        url = f"{self.base_url}/chat/completions"
+        payload = {**self._payload(request), "stream": True, "stream_options": {"include_usage": True}}
+        started = time.perf_counter()
+        parts: list[str] = []
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        async with self._open_stream(payload) as response:
+            async for data in _sse_data(response, url):
+                if data.strip() == "[DONE]":
+                    break
+                chunk = _chunk_json(data, url)
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content") or ""
+                    finish = choice.get("finish_reason") or finish
+                    if text:
+                        parts.append(text)
+                        yield StreamEvent(delta=text)
+            else:
+                if finish is None:
+                    raise BackendUnreachable(f"backend {url} ended the stream before its last chunk", url)
+        text = "".join(parts)
+        completion_tokens = int((usage or {}).get("completion_tokens") or len(parts))
+        details = (usage or {}).get("prompt_tokens_details") or {}
+        response_ = BackendResponse(
+            choices=[Choice(text, finish or "stop", completion_tokens)],
+            prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
+            cached_prompt_tokens=int(details.get("cached_tokens") or 0),
+            latency_s=time.perf_counter() - started,
+            model=request.model,
+        )
+        yield StreamEvent(response=response_, usage_estimated=usage is None)
+
+    @contextlib.asynccontextmanager
+    async def _open_stream(self, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """POST and wait for the response head, retrying like `post_with_retries`; closing it ends the generation."""
+        url = f"{self.base_url}/chat/completions"
+        for attempt in range(self.max_retries + 1):
+            try:
+                request = self._client.build_request("POST", "/chat/completions", json=payload)
+                with _map_httpx_errors(url):
+                    response = await self._client.send(request, stream=True)
+                    if response.status_code >= 400:
+                        await response.aread()
+                        await response.aclose()
+                        raise _status_error(response, url)
+                break
+            except Exception as exc:
+                if attempt >= self.max_retries or not is_retryable(exc):
+                    raise
+                await asyncio.sleep(self._backoff(attempt, exc))
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def _fan_out(self, request: GenerationRequest) -> BackendResponse:
         """A server without `n` gives one choice per call: make n calls (seeds s, s+1, ...) and add up their usage."""

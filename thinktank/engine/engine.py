@@ -13,11 +13,12 @@ trace. Techniques receive a `Context` (engine + this query's budget + trace node
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from thinktank._aio import gather_all
-from thinktank.backends.base import Backend
+from thinktank.backends.base import Backend, StreamEvent
 from thinktank.engine.budget import Budget, BudgetTracker
 from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
 from thinktank.engine.trace import CallRecord, TraceNode
@@ -46,8 +47,10 @@ class Engine:
         self._limits: dict[int, asyncio.Semaphore] = {}
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
 
-    def context(self, budget: Budget | None = None, *, name: str = "query", use_cache: bool = True) -> Context:
-        return Context(self, BudgetTracker.start(budget), TraceNode(name), use_cache)
+    def context(
+        self, budget: Budget | None = None, *, name: str = "query", use_cache: bool = True, overrides: Overrides | None = None
+    ) -> Context:
+        return Context(self, BudgetTracker.start(budget), TraceNode(name), use_cache, overrides)
 
     def backend_for(self, model: str) -> Backend:
         backend = self.backends.get(model, self.default_backend)
@@ -63,6 +66,8 @@ class Engine:
 
     async def generate(self, request: GenerationRequest, ctx: Context) -> list[Completion]:
         """Return `request.n` completions, from the cache where possible, in sample order."""
+        if ctx.overrides is not None:
+            request = ctx.overrides.apply(request)
         backend = self.backend_for(request.model)
         ctx.budget.check()
         remaining = ctx.budget.remaining_tokens()
@@ -106,6 +111,71 @@ class Engine:
                     fut.cancel()  # waiters see the owner gave up and make the call themselves
                 self._in_flight.pop(key, None)
         return [results[i] for i in range(request.n)]
+
+    async def stream(self, request: GenerationRequest, ctx: Context) -> AsyncGenerator[str, None]:
+        """Yield one sample's text as the backend generates it, accounted like a `generate` call with n=1.
+
+        A cache hit yields the whole text at once; a finished stream is written to the cache. Closing the
+        iterator early (or cancelling its consumer) closes the backend stream and records the call "cancelled".
+        Identical concurrent streams are not merged (no single flight).
+        """
+        if request.n != 1:
+            raise ValueError(f"Engine.stream makes one sample, got n={request.n}; use generate for several")
+        if ctx.overrides is not None:
+            request = ctx.overrides.apply(request)
+        backend = self.backend_for(request.model)
+        ctx.budget.check()
+        remaining = ctx.budget.remaining_tokens()
+        if remaining is not None and remaining < request.max_tokens:
+            request = request.with_(max_tokens=max(1, remaining))
+        key = cache_key(request, 0) if ctx.use_cache and self.cache is not None else None
+        hit = self._cache_hit(request, 0, key, ctx) if key is not None else None
+        if hit is not None:
+            yield hit.text
+            return
+        started = ctx.node.now()
+        record = CallRecord(request.model, backend.name, [0], Usage(), "ok", started, 0.0)
+        ctx.node.calls.append(record)
+        events = backend.stream(request)
+        final: StreamEvent | None = None
+        timer: asyncio.Timeout | None = None
+        try:
+            async with self._limit(backend):
+                ctx.budget.check()
+                wall = ctx.budget.remaining_wall_s()
+                deadline = None if wall is None else asyncio.get_running_loop().time() + wall
+                while True:
+                    async with asyncio.timeout_at(deadline) as timer:  # the wall budget, per event: never across a yield
+                        event = await anext(events, None)
+                    if event is None:
+                        break
+                    if event.delta:
+                        yield event.delta
+                    if event.response is not None:
+                        final = event
+        except (asyncio.CancelledError, GeneratorExit, TimeoutError) as exc:
+            record.status, record.latency_s = "cancelled", ctx.node.now() - started
+            record.usage = Usage(cancelled_calls=1)
+            if isinstance(exc, TimeoutError) and timer is not None and timer.expired():
+                record.error = f"wall-time budget of {ctx.budget.budget.max_wall_s}s used up"
+                raise BudgetExceeded(record.error, ctx.budget.spent + Usage()) from exc
+            raise
+        except Exception as exc:
+            record.status, record.error, record.latency_s = "error", f"{type(exc).__name__}: {exc}", ctx.node.now() - started
+            raise
+        finally:
+            await _aclose(events)
+        if final is None or final.response is None or not final.response.choices:
+            record.status, record.error = "error", "the stream ended without a final response"
+            raise BackendError(f"{backend.name}: {record.error}")
+        (completion,) = self._account(final.response, request.model, [0])
+        record.usage, record.latency_s = completion.usage, final.response.latency_s
+        record.finish_reasons = [completion.finish_reason]
+        if final.usage_estimated:
+            ctx.node.notes["usage_estimated"] = "the server reported no usage for a stream; completion tokens counted from it"
+        ctx.budget.record(record.usage)
+        if key is not None:
+            self.cache.put(key, request.model, _to_cached(completion))  # type: ignore[union-attr]
 
     def _units(self, backend: Backend, request: GenerationRequest, misses: list[int]) -> list[list[int]]:
         """Group missing sample indices into backend calls."""
@@ -197,9 +267,40 @@ class Engine:
         return [Completion(leader.text, leader.model, index, leader.finish_reason, usage, cached=True)]
 
 
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 def _to_cached(completion: Completion) -> CachedSample:
     u = completion.usage
     return CachedSample(completion.text, completion.finish_reason, u.prompt_tokens, u.completion_tokens, u.cost_usd)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-query changes applied to every generation call of a context (a served request's options).
+
+    `max_tokens` only ever lowers a call's limit; `stop` sequences are added to the call's own.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def apply(self, request: GenerationRequest) -> GenerationRequest:
+        changes: dict[str, Any] = {}
+        if self.max_tokens is not None and self.max_tokens < request.max_tokens:
+            changes["max_tokens"] = self.max_tokens
+        for name in ("temperature", "top_p", "seed"):
+            if getattr(self, name) is not None:
+                changes[name] = getattr(self, name)
+        if self.stop:
+            changes["stop"] = tuple(dict.fromkeys((*request.stop, *self.stop)))
+        return request.with_(**changes) if changes else request
 
 
 @dataclass
@@ -210,13 +311,14 @@ class Context:
     budget: BudgetTracker
     node: TraceNode
     use_cache: bool = True
+    overrides: Overrides | None = None  # e.g. a served request's max_tokens / temperature / seed / stop
 
     async def generate(self, request: GenerationRequest) -> list[Completion]:
         return await self.engine.generate(request, self)
 
     def child(self, name: str) -> Context:
         """A context for a sub-step: same budget, its own trace node."""
-        return Context(self.engine, self.budget, self.node.child(name), self.use_cache)
+        return Context(self.engine, self.budget, self.node.child(name), self.use_cache, self.overrides)
 
     @property
     def usage(self) -> Usage:
