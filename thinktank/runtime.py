@@ -13,7 +13,7 @@ from pathlib import Path
 
 from thinktank._paths import cache_root
 from thinktank.backends.base import Backend
-from thinktank.backends.llama_server import LlamaServer, find_running
+from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
 from thinktank.engine import Engine, ResponseCache
 from thinktank.models.packs import model_label
@@ -48,7 +48,7 @@ async def open_engine(
                 label = model_label(ref)
                 state = find_running(label)
                 if state is not None:
-                    backend = OpenAICompatBackend(state.base_url, max_concurrency=state.slots, supports_native_n=False)
+                    backend = llama_server_backend(state.base_url, state.slots)
                 else:
                     server = await stack.enter_async_context(LlamaServer(ref, slots=slots))
                     backend = server.backend()

@@ -334,3 +334,30 @@ async def test_engine_limit_bounds_connections(fake_server: FakeOpenAIServer) ->
         await asyncio.gather(*(engine.context().generate(prompt(f"q {i}")) for i in range(40)))
     assert len(fake_server.chat_requests) == 40
     assert 1 <= fake_server.connections <= 3
+
+
+async def test_choice_tokens_counted_from_logprobs_when_usage_covers_one_choice() -> None:
+    """llama-server with n > 1 reports the first choice's usage only; each choice's logprobs give its length."""
+    import httpx
+
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import json
+
+        body = json.loads(request.content)
+        seen.append(body)
+        choices = [
+            {"index": j, "finish_reason": "stop", "message": {"content": f"c{j}"},
+             "logprobs": {"content": [{"token": "t", "logprob": -0.1}] * (j + 2)}}
+            for j in range(body["n"])
+        ]  # fmt: skip
+        return httpx.Response(200, json={"choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 2}})
+
+    backend = OpenAICompatBackend("http://llama", count_choice_tokens=True, transport=httpx.MockTransport(handler))
+    async with backend:
+        response = await backend.generate(prompt(n=3, temperature=0.8, seed=5))
+        single = await backend.generate(prompt(n=1))
+    assert [c.completion_tokens for c in response.choices] == [2, 3, 4] and response.prompt_tokens == 7
+    assert seen[0]["logprobs"] is True and seen[0]["top_logprobs"] == 1 and seen[0]["seed"] == 5
+    assert "logprobs" not in seen[1] and single.choices[0].completion_tokens == 2  # n = 1: usage is exact

@@ -5,7 +5,7 @@ import pytest
 from thinktank.backends import ScriptedBackend
 from thinktank.engine import Budget, Engine, ResponseCache
 from thinktank.exceptions import BudgetExceeded, CacheError, UnknownModelError
-from thinktank.types import GenerationRequest
+from thinktank.types import BackendResponse, Choice, GenerationRequest
 from thinktank.usage import Price, PriceTable
 
 
@@ -169,3 +169,51 @@ def test_price_table_loads_from_yaml(tmp_path):
     path.write_text("gpt-x: {prompt_per_mtok: -1}\n")
     with pytest.raises(ConfigError, match="malformed"):
         PriceTable.load(path)
+
+
+class SeededNativeBackend(ScriptedBackend):
+    """Like llama-server: one call with seed s and n choices returns the samples of seeds s, s+1, …"""
+
+    seeded_native_n = True
+
+    def __init__(self, max_n_per_call: int, slots: int = 8) -> None:
+        super().__init__(lambda request, i: "", max_concurrency=slots, supports_native_n=True)
+        self.max_n_per_call = max_n_per_call
+
+    async def generate(self, request):
+        self.requests.append(request)
+        choices = [Choice(f"seed {(request.seed or 0) + j}", "stop", 2) for j in range(request.n)]
+        return BackendResponse(choices=choices, prompt_tokens=5, latency_s=0.0, model=request.model)
+
+
+async def test_seeded_samples_share_calls_of_consecutive_seeds(tmp_path):
+    backend = SeededNativeBackend(max_n_per_call=3)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    engine = Engine({"m": backend}, cache=cache)
+    request = GenerationRequest.from_prompt("p", "m", n=8, temperature=0.8, seed=10)
+    await engine.generate(request.with_(n=1, seed=14), engine.context())  # sample 4 is now cached
+    backend.requests.clear()
+    ctx = engine.context()
+    out = await engine.generate(request, ctx)
+    assert [c.text for c in out] == [f"seed {10 + i}" for i in range(8)]
+    assert sorted((r.seed, r.n) for r in backend.requests) == [(10, 3), (13, 1), (15, 3)]
+    assert ctx.usage.calls == 3 and ctx.usage.completion_tokens == 2 * 7 and ctx.usage.prompt_tokens == 3 * 5
+    assert ctx.usage.cache_hits == 1
+
+
+async def test_unseeded_native_n_is_chunked_by_the_call_limit():
+    backend = SeededNativeBackend(max_n_per_call=4)
+    engine = Engine({"m": backend})
+    out = await engine.generate(GenerationRequest.from_prompt("p", "m", n=6, temperature=0.8, seed=None), engine.context())
+    assert len(out) == 6 and [r.n for r in backend.requests] == [4, 2]
+
+
+def test_a_seeded_sample_is_keyed_by_its_effective_seed():
+    from thinktank.engine.cache import cache_key
+
+    base = GenerationRequest.from_prompt("p", "m", n=8, temperature=0.8, seed=0)
+    assert cache_key(base, 4) == cache_key(base.with_(seed=4, n=2), 0)  # adaptive's 2nd wave = samples 4, 5 of n=8
+    assert cache_key(base, 5) == cache_key(base.with_(seed=4), 1)
+    assert cache_key(base, 4) != cache_key(base, 5)
+    unseeded = base.with_(seed=None)
+    assert cache_key(unseeded, 4) != cache_key(base, 4) and cache_key(unseeded, 0) != cache_key(unseeded, 1)

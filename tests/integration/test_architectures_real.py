@@ -49,7 +49,7 @@ def calls_of(ctx, name):
 
 async def test_sample_and_vote_math(small_server, math_task):
     result, ctx = await run(small_server, {"layers": [{"generate": GEN}, {"vote": {}}]}, math_task)
-    assert len(result.candidates) == 4 and calls_of(ctx, "generate0") == 4
+    assert len(result.candidates) == 4 and calls_of(ctx, "generate0") == 1  # 4 seeded samples, one call on 4 slots
     vote = next(n for n in ctx.node.walk() if n.name == "vote1")
     assert "groups" in vote.notes
     assert result.answer.scores["vote1"] == max(c.scores["vote1"] for c in result.candidates)
@@ -104,7 +104,7 @@ async def test_critique_refine(small_server, math_task):
 async def test_adaptive_stops_within_max(small_server, math_task):
     spec = {"layers": [{"adaptive": {"max_n": 8, "wave": 4, "max_tokens": 64}}]}
     result, ctx = await run(small_server, spec, math_task)
-    assert ctx.usage.calls in (4, 8) and len(result.candidates) == ctx.usage.calls
+    assert ctx.usage.calls in (1, 2) and len(result.candidates) == 4 * ctx.usage.calls  # a call per wave
     assert ctx.node.children[0].notes["stop_reason"]
 
 

@@ -28,6 +28,11 @@ class Backend(ABC):
     max_concurrency: int = 8
     #: True when one request with n > 1 returns n choices with correct per-choice usage
     supports_native_n: bool = False
+    #: True when a request with seed s and n choices returns the samples of seeds s, s+1, … (llama-server):
+    #: then seeded samples can share one call, and the server evaluates their common prompt once
+    seeded_native_n: bool = False
+    #: the most choices one call may ask for (llama-server: its slots; more would never be scheduled)
+    max_n_per_call: int = 256
     #: a short label for traces and errors, e.g. the base URL
     name: str = "backend"
 

@@ -8,9 +8,10 @@ asyncio turns into cancellation), and the kernel sends SIGTERM if the parent die
 without cleaning up (PR_SET_PDEATHSIG). Long-lived servers (`thinktank backend start`)
 are detached and recorded in a state file so later commands find and stop them.
 
-The client is driven with one choice per request (`supports_native_n=False`): this
-llama-server build counts only one choice in `usage` when `n > 1`, while fan-out gives
-exact per-sample usage and spreads samples over the server's parallel slots.
+Seeded samples of one query share a call (`n` > 1): llama-server evaluates the prompt once
+and copies it into one slot per choice, and choice i is seeded s+i, so the samples are the
+ones n separate calls with seeds s, s+1, … would give. Its `usage` covers only the first
+choice, so each choice's tokens are counted from its logprobs (`count_choice_tokens`).
 """
 
 from __future__ import annotations
@@ -208,12 +209,7 @@ class LlamaServer:
         return " | ".join(text[-lines:])
 
     def backend(self, **kwargs: object) -> OpenAICompatBackend:
-        return OpenAICompatBackend(
-            self.base_url,
-            max_concurrency=self.slots,
-            supports_native_n=False,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        return llama_server_backend(self.base_url, self.slots, **kwargs)
 
     def terminate(self, timeout_s: float = 10.0) -> None:
         process, self.process = self.process, None
@@ -250,3 +246,16 @@ def stop_detached(model: str, timeout_s: float = 10.0) -> bool:
         os.kill(state.pid, signal.SIGKILL)
     _state_file(model).unlink(missing_ok=True)
     return True
+
+
+def llama_server_backend(base_url: str, slots: int, **kwargs: object) -> OpenAICompatBackend:
+    """A client for llama-server: seeded samples share one call (prompt evaluated once, choice i seeded s+i),
+    at most `slots` choices per call, each choice's tokens counted from its logprobs."""
+    options: dict[str, object] = {
+        "max_concurrency": slots,
+        "supports_native_n": True,
+        "seeded_native_n": True,
+        "max_n_per_call": slots,
+        "count_choice_tokens": True,
+    }
+    return OpenAICompatBackend(base_url, **{**options, **kwargs})  # type: ignore[arg-type]

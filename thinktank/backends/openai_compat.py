@@ -128,12 +128,18 @@ class OpenAICompatBackend(Backend):
         backoff_max_s: float = 20.0,
         max_concurrency: int = 8,
         supports_native_n: bool = True,
+        seeded_native_n: bool = False,
+        max_n_per_call: int = 256,
+        count_choice_tokens: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`count_choice_tokens`: for servers whose `usage` covers one choice only (llama-server), ask for
+        per-token logprobs when n > 1 and count each choice's tokens from them."""
         self.base_url = base_url.rstrip("/")
         self.name = self.base_url
         self.max_concurrency = max_concurrency
         self.supports_native_n = supports_native_n
+        self.seeded_native_n, self.max_n_per_call, self.count_choice_tokens = seeded_native_n, max_n_per_call, count_choice_tokens
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -163,6 +169,8 @@ class OpenAICompatBackend(Backend):
             payload["stop"] = list(request.stop)
         if request.seed is not None:
             payload["seed"] = request.seed
+        if request.n > 1 and self.count_choice_tokens:
+            payload.update(logprobs=True, top_logprobs=1)
         payload.update(request.extra_body)
         return payload
 
@@ -295,11 +303,14 @@ class OpenAICompatBackend(Backend):
         usage = data.get("usage") or {}
         completion_total = int(usage.get("completion_tokens") or 0)
         texts = [(c.get("message") or {}).get("content") or "" for c in raw_choices]
-        # Split the call's completion tokens over choices in proportion to their length;
-        # exact when there is one choice (how the embedded llama-server is driven).
-        lengths = [max(1, len(t)) for t in texts]
-        shares = [completion_total * n // sum(lengths) for n in lengths]
-        shares[0] += completion_total - sum(shares)
+        if request.n > 1 and self.count_choice_tokens:
+            shares = [len(((c.get("logprobs") or {}).get("content")) or []) for c in raw_choices]
+        else:
+            # Split the call's completion tokens over choices in proportion to their length;
+            # exact when there is one choice.
+            lengths = [max(1, len(t)) for t in texts]
+            shares = [completion_total * n // sum(lengths) for n in lengths]
+            shares[0] += completion_total - sum(shares)
         details = usage.get("prompt_tokens_details") or {}
         return BackendResponse(
             choices=[

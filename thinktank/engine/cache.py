@@ -41,9 +41,12 @@ def cache_key(request: GenerationRequest, sample_index: int) -> str:
         "top_p": request.top_p,
         "max_tokens": request.max_tokens,
         "stop": list(request.stop),
-        "seed": request.seed,
+        # A seeded sample is identified by its effective seed (seed + index), stored as (0, seed + index): so
+        # sample 4 of a seed-0 request and sample 0 of a seed-4 request (adaptive's second wave) are one entry,
+        # and keys written before this rule (seed-0 requests) still match.
+        "seed": None if request.seed is None else 0,
         "extra_body": request.extra_body,
-        "sample_index": sample_index,
+        "sample_index": sample_index if request.seed is None else request.seed + sample_index,
     }
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()

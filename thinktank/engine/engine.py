@@ -21,6 +21,7 @@ from thinktank._aio import gather_all
 from thinktank.backends.base import Backend, StreamEvent
 from thinktank.engine.budget import Budget, BudgetTracker
 from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
+from thinktank.engine.slots import Slots
 from thinktank.engine.trace import CallRecord, TraceNode
 from thinktank.exceptions import BackendError, BudgetExceeded, UnknownModelError
 from thinktank.types import BackendResponse, Completion, GenerationRequest
@@ -44,7 +45,7 @@ class Engine:
         self.default_backend = default_backend
         self.cache = cache
         self.prices = prices or PriceTable()
-        self._limits: dict[int, asyncio.Semaphore] = {}
+        self._limits: dict[int, Slots] = {}
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
 
     def context(
@@ -58,10 +59,10 @@ class Engine:
             raise UnknownModelError(model, list(self.backends))
         return backend
 
-    def _limit(self, backend: Backend) -> asyncio.Semaphore:
+    def _limit(self, backend: Backend) -> Slots:
         key = id(backend)
         if key not in self._limits:
-            self._limits[key] = asyncio.Semaphore(backend.max_concurrency)
+            self._limits[key] = Slots(backend.max_concurrency)
         return self._limits[key]
 
     async def generate(self, request: GenerationRequest, ctx: Context) -> list[Completion]:
@@ -140,7 +141,7 @@ class Engine:
         final: StreamEvent | None = None
         timer: asyncio.Timeout | None = None
         try:
-            async with self._limit(backend):
+            async with self._limit(backend).hold():
                 ctx.budget.check()
                 wall = ctx.budget.remaining_wall_s()
                 deadline = None if wall is None else asyncio.get_running_loop().time() + wall
@@ -181,20 +182,33 @@ class Engine:
         """Group missing sample indices into backend calls."""
         if not misses:
             return []
-        if backend.supports_native_n and request.seed is None and len(misses) > 1:
-            return [misses]
-        return [[i] for i in misses]
+        if not backend.supports_native_n or len(misses) == 1:
+            return [[i] for i in misses]
+        if request.seed is None:
+            runs = [misses]
+        elif backend.seeded_native_n:  # a call covers consecutive samples: seeds s+i, s+i+1, …
+            runs = [[misses[0]]]
+            for i in misses[1:]:
+                if i == runs[-1][-1] + 1:
+                    runs[-1].append(i)
+                else:
+                    runs.append([i])
+        else:
+            return [[i] for i in misses]
+        size = max(1, backend.max_n_per_call)
+        return [run[start : start + size] for run in runs for start in range(0, len(run), size)]
 
     async def _call(self, backend: Backend, request: GenerationRequest, indices: list[int], ctx: Context) -> list[Completion]:
         call_request = request.with_(n=len(indices))
-        if request.seed is not None and len(indices) == 1:
+        if request.seed is not None and (len(indices) == 1 or backend.seeded_native_n):
             call_request = call_request.with_(seed=request.seed + indices[0])
         started = ctx.node.now()
         record = CallRecord(request.model, backend.name, indices, Usage(), "ok", started, 0.0)
         wall: float | None = None
         ctx.node.calls.append(record)
         try:
-            async with self._limit(backend):
+            # llama-server runs each choice of a call in its own slot
+            async with self._limit(backend).hold(len(indices) if backend.seeded_native_n else 1):
                 ctx.budget.check()
                 wall = ctx.budget.remaining_wall_s()
                 timeout = asyncio.timeout(wall)
