@@ -97,3 +97,18 @@ async def test_disk_full_keeps_no_partial_row(tmp_path):
         await run_eval(engine, load_architecture("single", ["m"]), math_problems(3), store, concurrency=1)
     assert store.done_ids() == set()
     assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_tokens_served_from_the_cache_are_counted_apart(tmp_path):
+    from thinktank.engine import ResponseCache
+
+    engine = Engine({"m": ScriptedBackend(adder)}, cache=ResponseCache(tmp_path / "cache.sqlite"))
+    summaries = []
+    for name in ("fresh", "cached"):
+        store = RunStore(tmp_path / name)
+        store.bind_config({"task": "adder", "arch": "single", "models": ["m"]})
+        await run_eval(engine, load_architecture("single", ["m"]), math_problems(6), store)
+        summaries.append(summarize(store))
+    fresh, cached = summaries
+    assert fresh["tokens_per_problem"] > 0 and cached["tokens_per_problem"] == 0
+    assert cached["tokens_with_cache_per_problem"] == fresh["tokens_with_cache_per_problem"] == fresh["tokens_per_problem"]

@@ -16,6 +16,7 @@ COLUMNS = [
     ("ci95", "95% CI"),
     ("coverage", "coverage"),
     ("tokens_per_problem", "tokens/problem"),
+    ("tokens_with_cache_per_problem", "incl. cached"),
     ("calls_per_problem", "calls/problem"),
     ("p50_latency_s", "p50 s"),
     ("p95_latency_s", "p95 s"),

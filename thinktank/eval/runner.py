@@ -146,6 +146,8 @@ def summarize(store: RunStore) -> dict[str, Any]:
         "coverage": sum(r.n_correct > 0 for r in records) / n if n else 0.0,
         **pass_k,
         "tokens_per_problem": sum(r.tokens for r in records) / n if n else 0.0,
+        # what the architecture consumed, served from the response cache or not: compares presets that share samples
+        "tokens_with_cache_per_problem": sum(r.tokens + _saved_tokens(r) for r in records) / n if n else 0.0,
         "calls_per_problem": sum(r.calls for r in records) / n if n else 0.0,
         "usd_per_problem": sum(r.cost_usd for r in records) / n if n else 0.0,
         "p50_latency_s": percentile(latencies, 50),
@@ -154,3 +156,7 @@ def summarize(store: RunStore) -> dict[str, Any]:
         "budget_cut": sum(r.budget_cut for r in records),
         "errors": sum(r.error is not None for r in records),
     }
+
+
+def _saved_tokens(record: ProblemRecord) -> int:
+    return int((record.trace.get("usage") or {}).get("saved_tokens", 0))
