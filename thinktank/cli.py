@@ -233,9 +233,10 @@ def eval_command(
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
     html_path: Annotated[Path, typer.Option("--html", help="Where to write the HTML report.")] = Path("runs/report.html"),
+    markdown: Annotated[bool, typer.Option("--markdown", help="Also print the table as Markdown.")] = False,
 ) -> None:
     """Compare runs: a table in the terminal and an HTML page with an accuracy-vs-cost plot."""
-    from thinktank.eval.report import comparison_table, write_html
+    from thinktank.eval.report import comparison_table, markdown_table, write_html
     from thinktank.eval.runner import summarize
     from thinktank.eval.store import RunStore
 
@@ -247,7 +248,106 @@ def report(
         summaries.append(summarize(store))
         store.close()
     console.print(comparison_table(summaries))
+    if markdown:
+        print(markdown_table(summaries))
     console.print(f"HTML report: {write_html(summaries, html_path)}")
+
+
+class _SearchBars:
+    """Rich progress bars for `thinktank search`: one per step (pool building, trials, confirmation)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task_id: Any = None
+
+    def start(self, label: str, total: int) -> None:
+        self.task_id = self.progress.add_task(label, total=total)
+
+    def advance(self) -> None:
+        if self.task_id is not None:
+            self.progress.advance(self.task_id)
+
+
+@app.command()
+def search(
+    task: Annotated[str, typer.Option("--task", "-t", help="humaneval, gsm-symbolic, or a path to a JSONL task file (not SQL).")],
+    models: Annotated[
+        str,
+        typer.Option(
+            "--models",
+            help="Comma-separated models; every role (generator, tests, judge, repair, cascade stages) picks from them.",
+        ),
+    ],
+    budget_per_query: Annotated[
+        str | None, typer.Option(help="Mean cost per query the chosen architecture may have: tokens (5000) or dollars ($0.002).")
+    ] = None,
+    dev: Annotated[int, typer.Option(min=0, help="Dev problems the search scores configurations on (at least 10).")] = 40,
+    test: Annotated[int, typer.Option(min=0, help="Held-out test problems the choice is confirmed on (at least 10).")] = 40,
+    trials: Annotated[int, typer.Option(min=1, help="Finished trials the study should hold (re-running resumes).")] = 200,
+    run_dir: Annotated[Path | None, typer.Option(help="Pool, trial DB and reports. Default runs/search-<task>-<models>.")] = None,
+    pool_n: Annotated[int, typer.Option(min=1, max=64, help="Samples per (model, temperature > 0) in the pool.")] = 8,
+    temperatures: Annotated[str, typer.Option(help="Pooled temperatures, comma-separated (0 = one greedy sample).")] = "0.0,0.8",
+    max_n: Annotated[int, typer.Option(min=1, max=16, help="Largest n in the space; above --pool-n the pool is extended.")] = 16,
+    draws: Annotated[int, typer.Option(min=0, help="Random sample subsets per configuration, besides samples 0..n-1.")] = 8,
+    max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of samples and generated tests.")] = 512,
+    sampler: Annotated[str, typer.Option(help="Optuna sampler: nsga2 or tpe (seeded).")] = "nsga2",
+    seed: Annotated[int, typer.Option(help="Seed of the dev/test split (= eval --sample dev+test --seed), draws, sampler.")] = 0,
+    slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")] = 4,
+    backend: BackendOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    prices: PricesOpt = None,
+    no_confirm: Annotated[bool, typer.Option("--no-confirm", help="Skip the confirmation run on the test split.")] = False,
+    compare_runs: Annotated[
+        list[Path] | None, typer.Option("--compare-runs", help="Eval run dir to compare on the test split; repeat for several.")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")] = False,
+) -> None:
+    """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems."""
+    from thinktank.exceptions import ConfigError
+    from thinktank.runtime import open_engine
+    from thinktank.search.pool import PoolSpec
+    from thinktank.search.report import front_table, summary_lines
+    from thinktank.search.study import MIN_TEST, QueryBudget, SearchSettings, run_search, split_problems
+    from thinktank.tasks.registry import get_task
+
+    refs = [m.strip() for m in models.split(",") if m.strip()]
+    if not refs:
+        raise ConfigError("--models needs at least one model")
+    if sampler not in ("nsga2", "tpe"):
+        raise ConfigError(f"--sampler must be nsga2 or tpe, got {sampler!r}")
+    try:
+        temps = tuple(dict.fromkeys(float(t) for t in temperatures.split(",") if t.strip()))
+    except ValueError as exc:
+        raise ConfigError(f"--temperatures {temperatures!r}: comma-separated numbers expected") from exc
+    budget = QueryBudget.parse(budget_per_query) if budget_per_query else None
+    options: dict[str, Any] = {"seed": seed, "n": 100} if task == "gsm-symbolic" else {}  # as `eval --sample` loads it
+    dev_problems, test_problems = split_problems(
+        get_task(task, **options).load(), dev, test, seed, min_test=0 if no_confirm else MIN_TEST
+    )
+    names = [model_label(m) if backend is None else m for m in refs]
+    if backend is None:
+        prepare_local(refs)  # unknown models and missing packs fail here, before any work
+    spec = PoolSpec(models=tuple(names), temperatures=temps, n=pool_n, max_tokens=max_tokens)
+    settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n)
+    run_dir = run_dir or Path("runs") / f"search-{Path(task).stem}-{'+'.join(names)}"
+    price_table = load_prices(prices)
+
+    async def go() -> Any:
+        async with open_engine(refs, backend_url=backend, api_key=os.environ.get(api_key_env), slots=slots,
+                               use_cache=not no_cache, prices=price_table) as engine:  # fmt: skip
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                       TimeRemainingColumn())  # fmt: skip
+            with Progress(*columns, console=err_console) as bars:
+                return await run_search(engine, task=task, dev=dev_problems, test=test_problems, models=names, run_dir=run_dir,
+                                        spec=spec, settings=settings, prices=price_table, confirm_on_test=not no_confirm,
+                                        compare=compare_runs or [], progress=_SearchBars(bars))  # fmt: skip
+
+    outcome = run_async(go())
+    console.print(front_table(outcome))
+    for line in summary_lines(outcome):
+        console.print(line, markup=False, highlight=False)
+    for name in ("chosen.yaml", "pareto.json", "report.html"):
+        console.print(f"{name}: {run_dir / name}")
 
 
 @app.command()
@@ -304,6 +404,84 @@ def archs() -> None:
         text = (resources.files("thinktank.presets") / f"{name}.yaml").read_text()
         first = text.splitlines()[0].lstrip("# ") if text.startswith("#") else ""
         console.print(f"[bold]{name}[/bold]: {first}")
+
+
+@app.command()
+def serve(
+    arch: Annotated[
+        list[str] | None,
+        typer.Option("--arch", "-a", help="Preset name or YAML file to serve; repeat for several. Default: every preset."),
+    ] = None,
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Model(s) the architectures use by default; repeat for several.")
+    ] = [  # noqa: B006
+        DEFAULT_MODEL
+    ],
+    backend: BackendOpt = None,
+    backend_api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")] = 4,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    api_key_env: Annotated[
+        str,
+        typer.Option(help="Environment variable holding the key clients must send as a Bearer token; unset or empty: no auth."),
+    ] = "THINKTANK_API_KEY",
+    max_concurrency_per_key: Annotated[int, typer.Option(min=1, help="Requests one API key (or client) runs at once.")] = 16,
+    queue: Annotated[int, typer.Option(min=0, help="Requests one key may have waiting; beyond: 429 + Retry-After.")] = 64,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may run (queueing excluded); then 504.")] = 600.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body; larger: 413.")] = 1 << 20,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")] = False,
+    prices: PricesOpt = None,
+) -> None:
+    """Serve architectures behind an OpenAI-compatible API: the request's `model` names the architecture."""
+    import functools
+
+    import uvicorn
+
+    from thinktank.arch import load_architecture, preset_names
+    from thinktank.runtime import open_engine
+    from thinktank.serve import ServeSettings, create_app
+
+    names = [model_label(m) if backend is None else m for m in model]
+    architectures = [load_architecture(a, names) for a in arch or []]
+    for preset in [] if arch else preset_names():  # every preset whose models are here (or can be pulled: the defaults)
+        candidate = load_architecture(preset, names)
+        missing = [m for m in candidate.models if backend is None and m in PACKS and m not in names and not PACKS[m].is_pulled]
+        if missing:
+            console.print(f"[dim]not serving {preset}: needs {', '.join(missing)} (`thinktank models pull`)[/dim]")
+        else:
+            architectures.append(candidate)
+    used = list(dict.fromkeys(m for a in architectures for m in a.models)) or names
+    if backend is None:
+        refs = [ref for ref, name in zip(model, names, strict=True) if name in used]
+        used = list(dict.fromkeys([*refs, *(m for m in used if m not in names)]))
+        prepare_local([m for m in used if m in PACKS or m in model])
+    api_key = os.environ.get(api_key_env) or None
+    if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]warning:[/yellow] ${api_key_env} is not set: anyone reaching {host}:{port} can use this server"
+        )
+    settings = ServeSettings(
+        api_key=api_key,
+        max_concurrency_per_key=max_concurrency_per_key,
+        queue_per_key=queue,
+        timeout_s=timeout,
+        max_body_bytes=max_body_bytes,
+        use_cache=not no_cache,
+    )
+    engine = functools.partial(
+        open_engine,
+        used,
+        backend_url=backend,
+        api_key=os.environ.get(backend_api_key_env),
+        slots=slots,
+        use_cache=not no_cache,
+        prices=load_prices(prices),
+    )
+    application = create_app(engine, architectures, settings)
+    auth = "API key required" if api_key else "no auth"
+    console.print(f"serving {', '.join(a.name for a in architectures)} at http://{host}:{port}/v1 ({auth})")
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 5)
 
 
 @models_app.command("list")

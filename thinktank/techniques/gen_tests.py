@@ -16,8 +16,8 @@ import ast
 import builtins
 import contextlib
 import re
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 from pydantic import Field
@@ -92,6 +92,25 @@ def parse_asserts(text: str, entry_point: str, known_names: Iterable[str] = ()) 
     return list(tests)
 
 
+def tests_from_replies(task: TaskInput, replies: Iterable[str], max_tests: int = 100) -> list[str]:
+    """The tests `write_tests` keeps from test-writing replies: parsed asserts, deduplicated in reply order, capped.
+
+    Deduplication keeps first occurrences, so the tests from the first k replies are a prefix of those from more.
+    """
+    known = _prompt_names(str(task.meta.get("code_prompt") or ""))
+    tests = dict.fromkeys(t for text in replies for t in parse_asserts(text, task.entry_point or "", known))
+    return list(tests)[:max_tests]
+
+
+def dual_agreement(signatures: Sequence[frozenset[int]]) -> list[float]:
+    """CodeT's score per candidate from the set of tests each passes: (#candidates passing exactly that set) x (#tests in it).
+
+    Candidates ranked by it, stably (ties keep their order), give `GenTests`' order.
+    """
+    members: Counter[frozenset[int]] = Counter(signatures)
+    return [float(members[key] * len(key)) for key in signatures]
+
+
 class GenTests(Technique):
     name = "gen_tests"
 
@@ -122,10 +141,8 @@ class GenTests(Technique):
             for model in self.models
         ]  # fmt: skip
         replies = [c.text for batch in await gather_all(ctx.generate(r) for r in requests) for c in batch]
-        known = _prompt_names(code_prompt)
-        tests = dict.fromkeys(t for text in replies for t in parse_asserts(text, task.entry_point or "", known))
         ctx.node.notes["replies"] = len(replies)
-        return list(tests)[: self.max_tests]
+        return tests_from_replies(task, replies, self.max_tests)
 
     async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
         notes = ctx.node.notes
@@ -146,10 +163,11 @@ class GenTests(Technique):
         members: dict[frozenset[int], list[int]] = defaultdict(list)
         for index, tests_passed in enumerate(signature):
             members[tests_passed].append(index)
-        group_score = {key: len(idx) * len(key) for key, idx in members.items()}
-        for candidate, key in zip(candidates, signature, strict=True):
-            candidate.scores[self.name] = float(group_score[key])
-        order = sorted(range(len(candidates)), key=lambda i: -group_score[signature[i]])
+        scores = dual_agreement(signature)
+        group_score = {key: int(scores[idx[0]]) for key, idx in members.items()}
+        for candidate, score in zip(candidates, scores, strict=True):
+            candidate.scores[self.name] = score
+        order = sorted(range(len(candidates)), key=lambda i: -scores[i])
         notes.update(
             passes=["".join("1" if t in key else "." for t in range(len(tests))) for key in signature],  # row per candidate
             groups=[

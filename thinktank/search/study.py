@@ -1,0 +1,393 @@
+"""The search: build the pool, run a multi-objective Optuna study by replay, pick from the Pareto front, confirm on test.
+
+    outcome = await run_search(engine, task="humaneval", dev=dev, test=test, models=["a", "b"],
+                               run_dir=Path("runs/search"), spec=PoolSpec(models=("a", "b")), settings=SearchSettings())
+
+The study (storage `run_dir/study.db`, `load_if_exists`) maximises dev accuracy and minimises tokens per query; latency
+and $ are trial attributes. It runs Optuna's ask/tell loop with a seeded NSGA-II (or TPE) sampler; equal
+configurations are evaluated once (memo, rebuilt from the DB on resume), and a trial interrupted mid-evaluation is
+marked failed on resume while every finished one is kept. A per-query budget (tokens or $) is a constraint: a
+configuration over it is infeasible and never chosen. The Pareto front is the non-dominated feasible set; the chosen
+architecture is the front's most accurate (ties: fewer tokens). It is then run for real on the held-out test split.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from thinktank.arch import load_architecture
+from thinktank.engine.engine import Engine
+from thinktank.eval.runner import run_eval, summarize
+from thinktank.eval.store import RunStore
+from thinktank.exceptions import ConfigError
+from thinktank.search.pool import PoolProgress, PoolSpec, SamplePool
+from thinktank.search.replay import evaluate
+from thinktank.search.space import NOT_REPLAYABLE, Config, PoolLimits, baseline_params, suggest
+from thinktank.tasks.base import Problem, seeded_shuffle
+from thinktank.usage import PriceTable
+
+try:
+    import optuna
+except ImportError as exc:  # the `search` extra
+    raise ImportError("thinktank search needs Optuna: pip install 'thinktank[search]'") from exc
+
+__all__ = [
+    "MIN_DEV",
+    "MIN_TEST",
+    "QueryBudget",
+    "SearchOutcome",
+    "SearchSettings",
+    "TrialResult",
+    "adaptive_vs_fixed",
+    "choose",
+    "open_study",
+    "pareto_front",
+    "run_search",
+    "run_study",
+    "split_problems",
+]
+
+MIN_DEV = 10  # fewer dev problems cannot tell configurations apart (one problem = 10 points)
+MIN_TEST = 10
+
+
+class QueryBudget(BaseModel):
+    """Mean cost per query a chosen architecture may have: `5000` (tokens) or `$0.002`."""
+
+    model_config = {"frozen": True}
+
+    kind: Literal["tokens", "usd"]
+    limit: float = Field(gt=0)
+
+    @classmethod
+    def parse(cls, text: str) -> QueryBudget:
+        raw = text.strip()
+        try:  # pydantic's ValidationError is a ValueError too: a non-positive limit lands here
+            if raw.startswith("$"):
+                return cls(kind="usd", limit=float(raw[1:]))
+            return cls(kind="tokens", limit=float(raw.removesuffix("tokens").strip()))
+        except ValueError as exc:
+            raise ConfigError(f"budget per query {text!r}: give tokens (5000) or dollars ($0.002), a positive number") from exc
+
+    def cost(self, metrics: dict[str, Any]) -> float:
+        return float(metrics["tokens"] if self.kind == "tokens" else metrics["usd"])
+
+    def describe(self, value: float | None = None) -> str:
+        value = self.limit if value is None else value
+        return f"{value:,.0f} tokens" if self.kind == "tokens" else f"${value:.6f}"
+
+
+class SearchSettings(BaseModel):
+    trials: int = Field(200, ge=1)  # finished trials the study should hold (a resumed study runs only the rest)
+    draws: int = Field(8, ge=0)  # random subsets per configuration on top of draw 0
+    seed: int = 0
+    sampler: Literal["nsga2", "tpe"] = "nsga2"
+    budget: QueryBudget | None = None
+    slots: int = Field(4, ge=1)  # backend slots: latency model, confirmation concurrency
+    max_n: int = Field(16, ge=1)  # largest n / adaptive max_n in the space (above the pool's n: extension)
+
+
+@dataclass
+class TrialResult:
+    number: int
+    config: Config
+    metrics: dict[str, Any]  # accuracy, ci95, canonical_accuracy, tokens, usd, latency_s, calls, draws
+    feasible: bool
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.metrics["accuracy"])
+
+    @property
+    def tokens(self) -> float:
+        return float(self.metrics["tokens"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.number, "id": self.config.short_id(), "label": self.config.label(), "feasible": self.feasible,
+                **self.metrics, "config": self.config.model_dump(mode="json")}  # fmt: skip
+
+
+def split_problems(
+    problems: Sequence[Problem], dev: int, test: int, seed: int, *, min_dev: int = MIN_DEV, min_test: int = MIN_TEST
+) -> tuple[list[Problem], list[Problem]]:
+    """dev = the first `dev` of `seeded_shuffle(problems, seed)`, test = the next `test` (= `eval --sample dev+test`)."""
+    if dev < min_dev:
+        raise ConfigError(f"the dev split needs at least {min_dev} problems to compare configurations (got --dev {dev})")
+    if 0 < test < min_test or (test == 0 and min_test > 0):
+        raise ConfigError(f"the test split needs at least {min_test} problems to confirm the choice (got --test {test})")
+    if dev + test > len(problems):
+        raise ConfigError(
+            f"the task has {len(problems)} problems; --dev {dev} --test {test} needs {dev + test}"
+            f" (at least {min_dev} + {min_test})"
+        )
+    order = seeded_shuffle(list(problems), seed)
+    return order[:dev], order[dev : dev + test]
+
+
+def open_study(run_dir: Path | None, settings: SearchSettings) -> optuna.Study:
+    """The study in `run_dir/study.db` (WAL, so a trial costs milliseconds), or in memory without a run dir."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage: optuna.storages.BaseStorage | None = None
+    if run_dir is not None:
+        import sqlite3
+
+        from sqlalchemy import event
+
+        path = run_dir / "study.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=WAL")  # persistent: every later connection uses the WAL
+        conn.close()
+        rdb = optuna.storages.RDBStorage(f"sqlite:///{path}")
+        event.listen(rdb.engine, "connect", lambda conn, _: conn.execute("PRAGMA synchronous=NORMAL"))
+        rdb.engine.dispose()
+        storage = rdb
+    sampler: optuna.samplers.BaseSampler = (
+        optuna.samplers.NSGAIISampler(seed=settings.seed)
+        if settings.sampler == "nsga2"
+        else optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, group=True)
+    )
+    return optuna.create_study(
+        study_name="search", storage=storage, sampler=sampler, directions=["maximize", "minimize"], load_if_exists=True
+    )
+
+
+def _bind(study: optuna.Study, identity: dict[str, Any]) -> None:
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        study.set_user_attr("identity", identity)
+    elif stored != identity:
+        changed = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+        raise ConfigError(
+            f"the trial DB holds a search with different settings ({', '.join(changed)} differ); use another --run-dir"
+        )
+
+
+def _results(study: optuna.Study, budget: QueryBudget | None) -> list[TrialResult]:
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        metrics = t.user_attrs["metrics"]
+        feasible = budget is None or budget.cost(metrics) <= budget.limit
+        out.append(TrialResult(t.number, Config.model_validate(t.user_attrs["config"]), metrics, feasible))
+    return out
+
+
+async def run_study(
+    pool: SamplePool,
+    models: list[str],
+    dev_ids: list[str],
+    settings: SearchSettings,
+    *,
+    run_dir: Path | None = None,
+    prices: PriceTable | None = None,
+    progress: PoolProgress | None = None,
+) -> list[TrialResult]:
+    """Run (or resume) the study until it holds `settings.trials` finished trials; returns them all."""
+    study = open_study(run_dir, settings)
+    limits = PoolLimits.of(pool.spec, next(iter(pool.problems.values())).kind, settings.max_n)
+    _bind(study, {"models": models, "dev": sorted(dev_ids), "draws": settings.draws, "seed": settings.seed,
+                  "sampler": settings.sampler, "max_n": settings.max_n, "pool": pool.spec.model_dump(mode="json")})  # fmt: skip
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # interrupted mid-evaluation: redone as a new trial
+    if not study.trials:
+        for params in baseline_params(models, limits):
+            study.enqueue_trial(params)
+    memo: dict[str, dict[str, Any]] = {r.config.key(): r.metrics for r in _results(study, None)}
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    budget = settings.budget
+    if progress:
+        progress.start(f"trials ({done} done, {len(memo)} distinct)", max(0, settings.trials - done))
+    while done < settings.trials:
+        trial = study.ask()
+        try:
+            config = suggest(trial, models, limits)
+            key = config.key()
+            if key not in memo:
+                evaluation = await evaluate(pool, config, dev_ids, draws=settings.draws, seed=settings.seed,
+                                            prices=prices, slots=settings.slots)  # fmt: skip
+                memo[key] = evaluation.metrics()
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        metrics = memo[key]
+        trial.set_user_attr("config", config.model_dump(mode="json"))
+        trial.set_user_attr("metrics", metrics)
+        if budget is not None:
+            trial.set_constraint("budget", budget.cost(metrics) - budget.limit)
+        study.tell(trial, [metrics["accuracy"], metrics["tokens"]])
+        done += 1
+        if progress:
+            progress.advance()
+    return _results(study, budget)
+
+
+def _dominates(a: TrialResult, b: TrialResult, cost: str) -> bool:
+    ca, cb = float(a.metrics[cost]), float(b.metrics[cost])
+    return a.accuracy >= b.accuracy and ca <= cb and (a.accuracy > b.accuracy or ca < cb)
+
+
+def distinct(results: Sequence[TrialResult]) -> list[TrialResult]:
+    seen: dict[str, TrialResult] = {}
+    for r in results:
+        seen.setdefault(r.config.key(), r)
+    return list(seen.values())
+
+
+def pareto_front(results: Sequence[TrialResult], cost: str = "tokens") -> list[TrialResult]:
+    """Non-dominated feasible configurations (accuracy up, `cost` down), cheapest first."""
+    pool = [r for r in distinct(results) if r.feasible]
+    front = [r for r in pool if not any(_dominates(o, r, cost) for o in pool)]
+    return sorted(front, key=lambda r: (float(r.metrics[cost]), -r.accuracy))
+
+
+def choose(results: Sequence[TrialResult], budget: QueryBudget | None) -> TrialResult:
+    """The front's most accurate configuration (ties: fewer tokens); a clear error when nothing fits the budget."""
+    front = pareto_front(results)
+    if not front:
+        if not results:
+            raise ConfigError("the search finished no trial")
+        assert budget is not None
+        evaluated = distinct(results)
+        cheapest = min(evaluated, key=lambda r: budget.cost(r.metrics))
+        raise ConfigError(
+            f"no configuration fits the budget of {budget.describe()} per query: the cheapest of the {len(evaluated)}"
+            f" evaluated, {cheapest.config.label()}, needs {budget.describe(budget.cost(cheapest.metrics))}"
+        )
+    return max(front, key=lambda r: (r.accuracy, -r.tokens))
+
+
+def adaptive_vs_fixed(results: Sequence[TrialResult]) -> dict[str, Any] | None:
+    """Difficulty-adaptive compute vs fixed n: the best adaptive configuration and the cheapest fixed-n one at its accuracy."""
+    pool = [r for r in distinct(results) if r.feasible and not r.config.cascade]
+    adaptive = [r for r in pool if r.config.adaptive]
+    fixed = [r for r in pool if not r.config.adaptive and r.config.stage.n > 1]
+    if not adaptive or not fixed:
+        return None
+    best = max(adaptive, key=lambda r: (r.accuracy, -r.tokens))
+    close = [r for r in fixed if r.accuracy >= best.accuracy - 0.005]
+    rival = min(close, key=lambda r: r.tokens) if close else max(fixed, key=lambda r: (r.accuracy, -r.tokens))
+
+    def row(r: TrialResult) -> dict[str, Any]:
+        per_1k = r.accuracy / (r.tokens / 1000) if r.tokens else 0.0
+        return {"id": r.config.short_id(), "label": r.config.label(), "accuracy": r.accuracy, "tokens": r.tokens,
+                "calls": r.metrics["calls"], "accuracy_per_1k_tokens": per_1k}  # fmt: skip
+
+    return {"adaptive": row(best), "fixed": row(rival), "token_ratio": best.tokens / rival.tokens if rival.tokens else 0.0,
+            "matched": bool(close)}  # fmt: skip
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    results: list[TrialResult]
+    front: list[TrialResult]
+    chosen: TrialResult
+    costs: dict[str, Any]
+    confirmation: dict[str, Any] | None = None
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    adaptive: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _nominal_tokens(store: RunStore, ids: set[str]) -> tuple[int, float, float, int]:
+    """(problems, accuracy, tokens per problem counting cache-served calls, cache hits) over `ids`."""
+    records = [r for r in store.records() if r.problem_id in ids]
+    if not records:
+        return 0, 0.0, 0.0, 0
+    tokens = sum(r.tokens + int(r.trace.get("usage", {}).get("saved_tokens", 0)) for r in records)
+    return len(records), sum(r.passed for r in records) / len(records), tokens / len(records), sum(r.cache_hits for r in records)
+
+
+async def confirm(
+    engine: Engine, chosen: Config, yaml_path: Path, test: list[Problem], run_dir: Path, *, task: str, models: list[str],
+    seed: int, slots: int, progress: PoolProgress | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run the chosen architecture for real on the test split (a fresh eval run; it may reuse the response cache)."""
+    arch = load_architecture(str(yaml_path), models)
+    store = RunStore(run_dir / f"confirm-{chosen.short_id()}")
+    store.bind_config({"task": task, "arch": arch.name, "spec": arch.spec, "models": models, "seed": seed,
+                       "split": "test", "problems": sorted(p.id for p in test)})  # fmt: skip
+    if progress:
+        progress.start(f"confirming {arch.name} on {len(test)} test problems", len(test) - len(store.done_ids()))
+    try:
+        await run_eval(
+            engine, arch, test, store, concurrency=slots, on_problem=(lambda *_: progress.advance()) if progress else None
+        )
+        summary = summarize(store)
+        n, accuracy, tokens, hits = _nominal_tokens(store, {p.id for p in test})
+    finally:
+        store.close()
+    return {"run": str(store.run_dir), "problems": n, "accuracy": accuracy, "ci95": list(summary["ci95"]),
+            "tokens": tokens, "spent_tokens": summary["tokens_per_problem"], "cache_hits": hits,
+            "p50_latency_s": summary["p50_latency_s"]}  # fmt: skip
+
+
+def compare_runs(runs: Sequence[Path], test_ids: set[str]) -> list[dict[str, Any]]:
+    """Other eval runs (e.g. presets on a superset), restricted to the test split's problems."""
+    out = []
+    for run in runs:
+        if not (Path(run) / "results.sqlite").exists():
+            raise ConfigError(f"--compare-runs {run}: no results.sqlite there (an eval run directory is expected)")
+        store = RunStore(run)
+        try:
+            n, accuracy, tokens, _ = _nominal_tokens(store, test_ids)
+            arch = (store.get_meta("config") or {}).get("arch") or Path(run).name
+        finally:
+            store.close()
+        out.append({"run": str(run), "arch": arch, "problems": n, "of": len(test_ids), "accuracy": accuracy, "tokens": tokens})
+    return out
+
+
+async def run_search(
+    engine: Engine,
+    *,
+    task: str,
+    dev: list[Problem],
+    test: list[Problem],
+    models: list[str],
+    run_dir: Path,
+    spec: PoolSpec,
+    settings: SearchSettings,
+    prices: PriceTable | None = None,
+    confirm_on_test: bool = True,
+    compare: Sequence[Path] = (),
+    progress: PoolProgress | None = None,
+) -> SearchOutcome:
+    """The whole search; writes run_dir/{pool.sqlite, study.db, pareto.json, chosen.yaml, report.html}."""
+    from thinktank.search.report import write_report
+
+    for model in models:
+        engine.backend_for(model)  # UnknownModelError before any work
+    if settings.budget is not None and settings.budget.kind == "usd" and not (prices and prices.prices):
+        raise ConfigError("a $ budget per query needs a price table (--prices)")
+    started = time.monotonic()
+    pool = SamplePool(run_dir / "pool.sqlite", dev, spec, engine=engine, concurrency=2 * settings.slots)
+    try:
+        await pool.build(progress=progress)
+        pool.stage = "search"
+        dev_ids = [p.id for p in dev]
+        results = await run_study(pool, models, dev_ids, settings, run_dir=run_dir, prices=prices, progress=progress)
+        chosen = choose(results, settings.budget)
+        costs = pool.cost_summary()
+    finally:
+        pool.close()
+    yaml_path = run_dir / "chosen.yaml"
+    yaml_path.write_text(chosen.config.to_yaml(f"search-{chosen.config.short_id()}"))
+    outcome = SearchOutcome(run_dir, results, pareto_front(results), chosen, costs, adaptive=adaptive_vs_fixed(results))
+    if confirm_on_test and test:
+        outcome.confirmation = await confirm(engine, chosen.config, yaml_path, test, run_dir, task=task, models=models,
+                                             seed=settings.seed, slots=settings.slots, progress=progress)  # fmt: skip
+    outcome.comparisons = compare_runs(compare, {p.id for p in test})
+    outcome.report = {"task": task, "models": models, "dev": [p.id for p in dev], "test": [p.id for p in test],
+                      "settings": settings.model_dump(mode="json"), "pool_spec": spec.model_dump(mode="json"),
+                      "not_replayable": NOT_REPLAYABLE, "wall_s": time.monotonic() - started}  # fmt: skip
+    write_report(outcome)
+    return outcome
