@@ -287,6 +287,10 @@ def search(
     run_dir: Annotated[Path | None, typer.Option(help="Pool, trial DB and reports. Default runs/search-<task>-<models>.")] = None,
     pool_n: Annotated[int, typer.Option(min=1, max=64, help="Samples per (model, temperature > 0) in the pool.")] = 8,
     temperatures: Annotated[str, typer.Option(help="Pooled temperatures, comma-separated (0 = one greedy sample).")] = "0.0,0.8",
+    greedy_models: Annotated[
+        str,
+        typer.Option(help="Comma-separated models (of --models) used only as greedy generators: e.g. a slow large model."),
+    ] = "",
     max_n: Annotated[int, typer.Option(min=1, max=16, help="Largest n in the space; above --pool-n the pool is extended.")] = 16,
     draws: Annotated[int, typer.Option(min=0, help="Random sample subsets per configuration, besides samples 0..n-1.")] = 8,
     max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of samples and generated tests.")] = 512,
@@ -327,7 +331,10 @@ def search(
     names = [model_label(m) if backend is None else m for m in refs]
     if backend is None:
         prepare_local(refs)  # unknown models and missing packs fail here, before any work
-    spec = PoolSpec(models=tuple(names), temperatures=temps, n=pool_n, max_tokens=max_tokens)
+    greedy = [model_label(m) if backend is None else m for m in greedy_models.split(",") if m.strip()]
+    if unknown := [m for m in greedy if m not in names]:
+        raise ConfigError(f"--greedy-models {', '.join(unknown)} not in --models")
+    spec = PoolSpec(models=tuple(names), temperatures=temps, n=pool_n, max_tokens=max_tokens, greedy_models=tuple(greedy))
     settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n)
     run_dir = run_dir or Path("runs") / f"search-{Path(task).stem}-{'+'.join(names)}"
     price_table = load_prices(prices)

@@ -87,3 +87,23 @@ def test_all_is_sorted(module):
 
     assert module.__all__ == sorted(module.__all__, key=isort_key)
     assert all(getattr(module, name) is not None for name in module.__all__)
+
+
+def test_greedy_models_are_only_greedy_generators():
+    spec = PoolSpec(models=("a", "big"), greedy_models=("big",))
+    assert spec.temperatures_of("big") == (0.0,) and spec.temperatures_of("a") == (0.0, 0.8)
+    assert spec.helper_models == ("a",)
+    limits = PoolLimits.of(spec, kind="code")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), directions=["maximize", "minimize"])
+    seen = []
+    for _ in range(300):
+        trial = study.ask()
+        seen.append(suggest(trial, ["a", "big"], limits))
+        study.tell(trial, [0.0, 0.0])
+    stages = [c.stage for c in seen] + [c.cascade.stage for c in seen if c.cascade]
+    big = [s for s in stages if s.model == "big"]
+    assert big and all(s.temperature == 0.0 and s.n == 1 and s.adaptive is None for s in big)
+    assert all("big" not in (s.repair_model, s.tests_model, s.judge_model) for s in stages)
+    assert any(c.cascade and c.cascade.stage.model == "big" for c in seen)  # still offered as the stronger stage
+    for params in baseline_params(["a", "big"], limits):
+        suggest(optuna.trial.FixedTrial(params), ["a", "big"], limits)

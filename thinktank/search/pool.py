@@ -92,6 +92,9 @@ class PoolSpec(BaseModel):
     judge_max_tokens: int = Field(512, ge=1)  # rank's default
     repair_max_tokens: int = Field(768, ge=1)  # repair's default
     repair_rounds: int = Field(3, ge=1, le=10)
+    # models pooled greedy only and offered only as greedy generators (e.g. a slow large model): no sampled
+    # pools, generated tests, judge or repair calls from them
+    greedy_models: tuple[str, ...] = ()
 
     @field_validator("temperatures")
     @classmethod
@@ -102,6 +105,14 @@ class PoolSpec(BaseModel):
 
     def size(self, temperature: float) -> int:
         return 1 if temperature == 0 else self.n
+
+    def temperatures_of(self, model: str) -> tuple[float, ...]:
+        return tuple(t for t in self.temperatures if t == 0) if model in self.greedy_models else self.temperatures
+
+    @property
+    def helper_models(self) -> tuple[str, ...]:
+        """Models that may sample, write tests, judge and repair."""
+        return tuple(m for m in self.models if m not in self.greedy_models)
 
     @property
     def hot(self) -> tuple[float, ...]:
@@ -609,7 +620,7 @@ class SamplePool:
         ids = sorted(self.problems)
         tick = progress.advance if progress else None
         for model in self.spec.models:
-            for temperature in self.spec.temperatures:
+            for temperature in self.spec.temperatures_of(model):
                 size = self.spec.size(temperature)
                 todo = [pid for pid in ids if len(self.samples(model, temperature, pid)) < size]
                 if progress:
@@ -618,7 +629,7 @@ class SamplePool:
         code = [pid for pid in ids if self.problems[pid].kind == "code" and self.problems[pid].input.entry_point]
         if not code:
             return
-        for model in self.spec.models:
+        for model in self.spec.helper_models:
             todo = [pid for pid in code if (model, pid) not in self._tests]
             if progress:
                 progress.start(f"generated tests {model} ×{self.spec.test_replies}", len(todo))
@@ -627,8 +638,8 @@ class SamplePool:
             progress.start("running generated tests on the samples", len(code))
 
         async def runs(pid: str) -> None:
-            answers = [a.answer for gm in self.spec.models for t in self.spec.hot for a in self.samples(gm, t, pid)]
-            for model in self.spec.models:
+            answers = [a.answer for gm in self.spec.helper_models for t in self.spec.hot for a in self.samples(gm, t, pid)]
+            for model in self.spec.helper_models:
                 await self.ensure_test_runs(model, pid, answers)
 
         await self._each(code, runs, tick)

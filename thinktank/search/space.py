@@ -173,6 +173,7 @@ class PoolLimits(_Frozen):
     exec: bool = True  # public checks (code): exec_vote, repair, first_pass, public_pass
     codet: bool = True  # code with an entry point: generated tests
     fixed: dict[str, Any] = {}  # the pool's technique parameters every Config carries (max_tokens, ...)
+    greedy_models: tuple[str, ...] = ()  # only ever a greedy generator (PoolSpec.greedy_models)
 
     @classmethod
     def of(cls, spec: PoolSpec, kind: str, max_n: int = 16) -> PoolLimits:
@@ -180,7 +181,8 @@ class PoolLimits(_Frozen):
         fixed = {"max_tokens": spec.max_tokens, "tests_temperature": spec.tests_temperature,
                  "judge_max_tokens": spec.judge_max_tokens, "repair_max_tokens": spec.repair_max_tokens}  # fmt: skip
         return cls(temperatures=spec.temperatures, max_n=max_n, test_replies=spec.test_replies,
-                   repair_rounds=spec.repair_rounds, exec=code, codet=code, fixed=fixed)  # fmt: skip
+                   repair_rounds=spec.repair_rounds, exec=code, codet=code, fixed=fixed,
+                   greedy_models=spec.greedy_models)  # fmt: skip
 
     @property
     def hot(self) -> tuple[float, ...]:
@@ -192,13 +194,16 @@ class PoolLimits(_Frozen):
 
 
 def _stage(trial: optuna.Trial, p: str, model: str, models: list[str], limits: PoolLimits, allow_adaptive: bool) -> Stage:
+    models = [m for m in models if m not in limits.greedy_models]  # who may repair, write tests, judge
     adaptive_choices = [n for n in ADAPTIVE_MAX_N if n <= limits.max_n]
     kinds = ["fixed", "adaptive"] if allow_adaptive and limits.hot and adaptive_choices else ["fixed"]
     repair: dict[str, Any] = {}
-    if limits.exec:
+    if limits.exec and models:
         rounds = trial.suggest_categorical(f"{p}repair_rounds", list(range(limits.repair_rounds + 1)))
         if rounds:
             repair = {"repair_rounds": rounds, "repair_model": trial.suggest_categorical(f"{p}repair_model", models)}
+    if model in limits.greedy_models:
+        return Stage(model=model, temperature=0.0, **repair)
     if trial.suggest_categorical(f"{p}generator", kinds) == "adaptive":
         adaptive = Adaptive(
             max_n=trial.suggest_categorical(f"{p}a_max_n", adaptive_choices),
@@ -243,8 +248,12 @@ def baseline_params(models: list[str], limits: PoolLimits) -> list[dict[str, Any
     """Trials to start from: greedy single per model, and the sample-8 presets' shapes where the pool allows."""
     out: list[dict[str, Any]] = []
     for model in models:
-        base: dict[str, Any] = {"model": model, "generator": "fixed"} | ({"cascade": False} if len(models) > 1 else {})
-        base |= {"repair_rounds": 0} if limits.exec else {}
+        base: dict[str, Any] = {"model": model} | ({"cascade": False} if len(models) > 1 else {})
+        base |= {"repair_rounds": 0} if limits.exec and any(m not in limits.greedy_models for m in models) else {}
+        if model in limits.greedy_models:
+            out.append(base)
+            continue
+        base["generator"] = "fixed"
         if 0.0 in limits.temperatures:
             out.append(base | {"temperature": 0.0})
         if 0.8 in limits.hot and limits.max_n >= 8:
