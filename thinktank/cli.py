@@ -286,6 +286,9 @@ def search(
     trials: Annotated[int, typer.Option(min=1, help="Finished trials the study should hold (re-running resumes).")] = 200,
     run_dir: Annotated[Path | None, typer.Option(help="Pool, trial DB and reports. Default runs/search-<task>-<models>.")] = None,
     pool_n: Annotated[int, typer.Option(min=1, max=64, help="Samples per (model, temperature > 0) in the pool.")] = 8,
+    repair_rounds: Annotated[
+        int, typer.Option(min=0, max=10, help="Most repair rounds in the space (0: no repair; chains are generated on demand).")
+    ] = 3,
     temperatures: Annotated[str, typer.Option(help="Pooled temperatures, comma-separated (0 = one greedy sample).")] = "0.0,0.8",
     greedy_models: Annotated[
         str,
@@ -334,7 +337,14 @@ def search(
     greedy = [model_label(m) if backend is None else m for m in greedy_models.split(",") if m.strip()]
     if unknown := [m for m in greedy if m not in names]:
         raise ConfigError(f"--greedy-models {', '.join(unknown)} not in --models")
-    spec = PoolSpec(models=tuple(names), temperatures=temps, n=pool_n, max_tokens=max_tokens, greedy_models=tuple(greedy))
+    spec = PoolSpec(
+        models=tuple(names),
+        temperatures=temps,
+        n=pool_n,
+        max_tokens=max_tokens,
+        greedy_models=tuple(greedy),
+        repair_rounds=repair_rounds,
+    )
     settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n)
     run_dir = run_dir or Path("runs") / f"search-{Path(task).stem}-{'+'.join(names)}"
     price_table = load_prices(prices)

@@ -107,3 +107,16 @@ def test_greedy_models_are_only_greedy_generators():
     assert any(c.cascade and c.cascade.stage.model == "big" for c in seen)  # still offered as the stronger stage
     for params in baseline_params(["a", "big"], limits):
         suggest(optuna.trial.FixedTrial(params), ["a", "big"], limits)
+
+
+def test_zero_repair_rounds_keeps_repair_out_of_the_space():
+    limits = PoolLimits.of(PoolSpec(models=("a", "b"), repair_rounds=0), kind="code")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2), directions=["maximize", "minimize"])
+    stages = []
+    for _ in range(200):
+        trial = study.ask()
+        config = suggest(trial, ["a", "b"], limits)
+        stages += [config.stage] + ([config.cascade.stage] if config.cascade else [])
+        study.tell(trial, [0.0, 0.0])
+    assert {s.repair_rounds for s in stages} == {0}
+    assert len({s.selection for s in stages}) >= 4  # the rest of the space is intact

@@ -91,7 +91,7 @@ class PoolSpec(BaseModel):
     tests_temperature: float = Field(0.6, ge=0, le=2)
     judge_max_tokens: int = Field(512, ge=1)  # rank's default
     repair_max_tokens: int = Field(768, ge=1)  # repair's default
-    repair_rounds: int = Field(3, ge=1, le=10)
+    repair_rounds: int = Field(3, ge=0, le=10)  # the space's largest; 0 keeps repair out of it
     # models pooled greedy only and offered only as greedy generators (e.g. a slow large model): no sampled
     # pools, generated tests, judge or repair calls from them
     greedy_models: tuple[str, ...] = ()
