@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -79,7 +80,8 @@ def summary_lines(outcome: SearchOutcome) -> list[str]:
             f"test: {_pct(t['accuracy'])} ({_ci(t['ci95'])}) on {t['problems']} problems, {t['tokens']:.0f} tokens/query"
         )
     for comp in outcome.comparisons:
-        lines.append(f"compare {comp['arch']}: {_pct(comp['accuracy'])} on {comp['problems']}/{comp['of']} test problems, "
+        where = f"{comp['arch']} ({Path(comp['run']).name})"
+        lines.append(f"compare {where}: {_pct(comp['accuracy'])} on {comp['problems']}/{comp['of']} test problems, "
                      f"{comp['tokens']:.0f} tokens/query")  # fmt: skip
     return lines
 
