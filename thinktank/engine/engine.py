@@ -154,15 +154,8 @@ class Engine:
                         yield event.delta
                     if event.response is not None:
                         final = event
-        except (asyncio.CancelledError, GeneratorExit, TimeoutError) as exc:
-            record.status, record.latency_s = "cancelled", ctx.node.now() - started
-            record.usage = Usage(cancelled_calls=1)
-            if isinstance(exc, TimeoutError) and timer is not None and timer.expired():
-                record.error = f"wall-time budget of {ctx.budget.budget.max_wall_s}s used up"
-                raise BudgetExceeded(record.error, ctx.budget.spent + Usage()) from exc
-            raise
-        except Exception as exc:
-            record.status, record.error, record.latency_s = "error", f"{type(exc).__name__}: {exc}", ctx.node.now() - started
+        except BaseException as exc:
+            _record_failure(record, ctx, exc, wall_expired=timer is not None and timer.expired())
             raise
         finally:
             await _aclose(events)
@@ -214,15 +207,8 @@ class Engine:
                 timeout = asyncio.timeout(wall)
                 async with timeout:
                     response = await backend.generate(call_request)
-        except (asyncio.CancelledError, TimeoutError) as exc:
-            record.status, record.latency_s = "cancelled", ctx.node.now() - started
-            record.usage = Usage(cancelled_calls=1)
-            if isinstance(exc, TimeoutError) and wall is not None and timeout.expired():
-                record.error = f"wall-time budget of {ctx.budget.budget.max_wall_s}s used up"
-                raise BudgetExceeded(record.error, ctx.budget.spent + Usage()) from exc
-            raise
-        except Exception as exc:
-            record.status, record.error, record.latency_s = "error", f"{type(exc).__name__}: {exc}", ctx.node.now() - started
+        except BaseException as exc:
+            _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
             raise
         record.latency_s = response.latency_s
         if len(response.choices) < len(indices):
@@ -285,6 +271,18 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _record_failure(record: CallRecord, ctx: Context, exc: BaseException, *, wall_expired: bool) -> None:
+    """Mark a call that did not finish in the trace; the query's wall-time budget running out becomes BudgetExceeded."""
+    record.latency_s = ctx.node.now() - record.started_s
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit | TimeoutError):
+        record.status, record.usage = "cancelled", Usage(cancelled_calls=1)
+        if isinstance(exc, TimeoutError) and wall_expired:
+            record.error = f"wall-time budget of {ctx.budget.budget.max_wall_s}s used up"
+            raise BudgetExceeded(record.error, ctx.budget.spent + Usage()) from exc
+    else:
+        record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
 
 
 def _to_cached(completion: Completion) -> CachedSample:
