@@ -65,8 +65,8 @@ class Engine:
             self._limits[key] = Slots(backend.max_concurrency)
         return self._limits[key]
 
-    async def generate(self, request: GenerationRequest, ctx: Context) -> list[Completion]:
-        """Return `request.n` completions, from the cache where possible, in sample order."""
+    def _prepare(self, request: GenerationRequest, ctx: Context) -> tuple[GenerationRequest, Backend]:
+        """The request as this query may send it (its overrides, max_tokens within the token budget), and its backend."""
         if ctx.overrides is not None:
             request = ctx.overrides.apply(request)
         backend = self.backend_for(request.model)
@@ -74,6 +74,11 @@ class Engine:
         remaining = ctx.budget.remaining_tokens()
         if remaining is not None and remaining < request.max_tokens:
             request = request.with_(max_tokens=max(1, remaining))
+        return request, backend
+
+    async def generate(self, request: GenerationRequest, ctx: Context) -> list[Completion]:
+        """Return `request.n` completions, from the cache where possible, in sample order."""
+        request, backend = self._prepare(request, ctx)
         use_cache = ctx.use_cache and self.cache is not None
 
         results: dict[int, Completion] = {}
@@ -122,13 +127,7 @@ class Engine:
         """
         if request.n != 1:
             raise ValueError(f"Engine.stream makes one sample, got n={request.n}; use generate for several")
-        if ctx.overrides is not None:
-            request = ctx.overrides.apply(request)
-        backend = self.backend_for(request.model)
-        ctx.budget.check()
-        remaining = ctx.budget.remaining_tokens()
-        if remaining is not None and remaining < request.max_tokens:
-            request = request.with_(max_tokens=max(1, remaining))
+        request, backend = self._prepare(request, ctx)
         key = cache_key(request, 0) if ctx.use_cache and self.cache is not None else None
         hit = self._cache_hit(request, 0, key, ctx) if key is not None else None
         if hit is not None:
