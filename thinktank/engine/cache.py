@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from thinktank._sqlite import open_sqlite
 from thinktank.exceptions import CacheError
 from thinktank.types import GenerationRequest
 
@@ -66,28 +67,16 @@ class ResponseCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            (ok,) = self._db.execute("PRAGMA quick_check").fetchone()
-            if ok != "ok":
-                raise sqlite3.DatabaseError(ok)
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if version not in (0, SCHEMA_VERSION):
-                raise CacheError(
-                    f"response cache {self.path} has schema version {version}, this thinktank uses"
-                    f" {SCHEMA_VERSION}; delete the file or run `thinktank cache clear`"
-                )
-            self._db.execute(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise CacheError(
-                f"response cache {self.path} is unreadable ({exc}); delete the file or run"
-                " `thinktank cache clear` (or pass --no-cache)"
-            ) from exc
+        self._db = open_sqlite(
+            self.path,
+            _SCHEMA,
+            error=CacheError,
+            what="response cache",
+            hint="delete the file or run `thinktank cache clear` (or pass --no-cache)",
+            user_version=SCHEMA_VERSION,
+            check_same_thread=False,
+        )
+        self._db.execute("PRAGMA synchronous=NORMAL")
 
     def get(self, key: str) -> CachedSample | None:
         try:

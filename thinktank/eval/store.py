@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thinktank._sqlite import open_sqlite
 from thinktank.exceptions import ConfigError, ThinktankError
 
 SCHEMA_VERSION = 1
@@ -76,12 +77,7 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "results.sqlite"
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"results DB {self.path} is unreadable: {exc}") from exc
+        self._db = open_sqlite(self.path, _SCHEMA, error=StoreError, what="results DB", hint="use a new --run-dir")
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", SCHEMA_VERSION)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field, field_validator
 
 from thinktank._aio import gather_all
+from thinktank._sqlite import open_sqlite
 from thinktank.engine.budget import BudgetTracker
 from thinktank.engine.cache import cache_key
 from thinktank.engine.engine import Context, Engine
@@ -256,13 +257,7 @@ class SamplePool:
         self._limit = asyncio.Semaphore(concurrency)  # problems in flight: rows commit as they finish
         self.problems = {p.id: p for p in problems}
         self.stage = "build"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise PoolError(f"sample pool {self.path} is unreadable: {exc}") from exc
+        self._db = open_sqlite(self.path, _SCHEMA, error=PoolError, what="sample pool", hint="delete it or use a new --run-dir")
         self._bind({"schema": SCHEMA_VERSION, "spec": spec.model_dump(mode="json"), "problems": sorted(self.problems)})
         self._samples: dict[tuple[str, float, str], list[Answer]] = {}
         self._tests: dict[tuple[str, str], TestSet] = {}
