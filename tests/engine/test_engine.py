@@ -83,6 +83,35 @@ async def test_single_flight_coalesces_concurrent_identical_misses(tmp_path):
     assert all([c.text for c in r] == [c.text for c in results[0]] for r in results)
 
 
+async def test_cancelling_leader_and_follower_makes_no_new_call(tmp_path):
+    """A follower of a single-flight call retries only when the leader gave up alone, not when both were cancelled."""
+    backend = ScriptedBackend(echo_index, delay_s=5.0)
+    engine = Engine({"m": backend}, cache=ResponseCache(tmp_path / "c.db"))
+    req = GenerationRequest.from_prompt("p", "m", n=1)
+    leader = asyncio.create_task(engine.context().generate(req))
+    await asyncio.sleep(0.01)
+    follower = asyncio.create_task(engine.context().generate(req))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    follower.cancel()
+    results = await asyncio.gather(leader, follower, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert len(backend.requests) == 1 and engine._in_flight == {}
+
+
+async def test_follower_retries_when_only_the_leader_gave_up(tmp_path):
+    backend = ScriptedBackend(echo_index, delay_s=0.2)
+    engine = Engine({"m": backend}, cache=ResponseCache(tmp_path / "c.db"))
+    req = GenerationRequest.from_prompt("p", "m", n=1)
+    leader = asyncio.create_task(engine.context().generate(req))
+    await asyncio.sleep(0.01)
+    follower = asyncio.create_task(engine.context().generate(req))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    (answer,) = await follower
+    assert not answer.cached and len(backend.requests) == 2
+
+
 async def test_corrupt_cache_is_a_clear_error(tmp_path):
     path = tmp_path / "c.db"
     path.write_bytes(b"this is not a database" * 100)

@@ -178,7 +178,7 @@ class LlamaServer:
         try:
             await self._wait_healthy()
         except BaseException:
-            self.terminate()
+            self.terminate(timeout_s=1.0)  # still loading: nothing to shut down gracefully, so Ctrl-C is prompt
             raise
         if self.detached:
             state = ServerState(self.model, self.process.pid, self.host, self.port, self.slots, str(self.log_path))

@@ -254,7 +254,8 @@ class Engine:
         try:
             leader = await asyncio.shield(fut)
         except asyncio.CancelledError:
-            if fut.cancelled():
+            current = asyncio.current_task()
+            if fut.cancelled() and not (current and current.cancelling()):  # the leader gave up, we did not
                 return await self._call(self.backend_for(request.model), request, [index], ctx)
             raise
         cost = leader.usage
