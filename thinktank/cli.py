@@ -268,19 +268,32 @@ def report(
     runs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
     html_path: Annotated[Path, typer.Option("--html", help="Where to write the HTML report.")] = Path("runs/report.html"),
     markdown: Annotated[bool, typer.Option("--markdown", help="Also print the table as Markdown.")] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="A run to compare every other run with, problem by problem: paired accuracy difference with a"
+            " bootstrap 95% CI and McNemar's p-value (runs on the same problems differ far less than their own CIs suggest).",
+        ),
+    ] = None,
 ) -> None:
     """Compare runs: a table in the terminal and an HTML page with an accuracy-vs-cost plot."""
-    from thinktank.eval.report import comparison_table, markdown_table, write_html
+    from thinktank.eval.report import comparison_table, markdown_table, with_baseline, write_html
     from thinktank.eval.runner import summarize
     from thinktank.eval.store import RunStore
 
-    summaries = []
+    if baseline is not None and baseline not in runs:
+        runs = [baseline, *runs]
+    summaries, outcomes = [], []
     for run in runs:
         if not (run / "results.sqlite").exists():
             raise typer.BadParameter(f"{run} has no results.sqlite")
         store = RunStore(run)
         summaries.append(summarize(store))
+        outcomes.append({r.problem_id: r.passed for r in store.records()})
         store.close()
+    if baseline is not None:
+        with_baseline(summaries, outcomes, runs.index(baseline))
     console.print(comparison_table(summaries))
     if markdown:
         print(markdown_table(summaries))

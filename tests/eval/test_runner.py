@@ -5,7 +5,7 @@ import pytest
 from thinktank.arch import load_architecture
 from thinktank.backends import ScriptedBackend
 from thinktank.engine import Engine
-from thinktank.eval.report import comparison_table, markdown_table, write_html
+from thinktank.eval.report import comparison_table, markdown_table, with_baseline, write_html
 from thinktank.eval.runner import run_eval, summarize
 from thinktank.eval.store import RunStore, StoreError
 from thinktank.exceptions import BackendUnreachable, ConfigError
@@ -45,6 +45,24 @@ async def test_run_grades_stores_and_summarizes(tmp_path):
     header, rule, row = markdown_table([summary]).splitlines()
     assert header.startswith("| run | arch |") and rule.count("---") == header.count("|") - 1
     assert "| single | 10 | 50.0% |" in row
+
+
+async def test_report_pairs_runs_with_a_baseline(tmp_path):
+    """`report --baseline`: the difference is taken problem by problem over the problems both runs graded."""
+    summaries, outcomes = [], []
+    for name, reply in [("worse", adder), ("better", lambda r, i: f"#### {2 * int(r.messages[-1]['content'].split()[2])}")]:
+        store = RunStore(tmp_path / name)
+        await run_eval(Engine({"m": ScriptedBackend(reply)}), load_architecture("single", ["m"]), math_problems(10), store)
+        summaries.append(summarize(store))
+        outcomes.append({r.problem_id: r.passed for r in store.records()})
+    del outcomes[1]["q9"]  # the better run did not finish q9: pairs use the 9 shared problems
+    with_baseline(summaries, outcomes, 0)
+    paired = summaries[1]["paired"]
+    assert (paired.problems, paired.only_b, paired.only_a) == (9, 4, 0)
+    assert summaries[1]["delta"].startswith("+44.4 (") and summaries[1]["delta"].endswith("on 9 shared")
+    assert summaries[0]["delta"] == "baseline"
+    header = markdown_table(summaries).splitlines()[0]
+    assert header.endswith("| Δ vs baseline (paired 95% CI) | McNemar p |")
 
 
 class FlakyBackend(ScriptedBackend):

@@ -1,9 +1,12 @@
-"""Evaluation metrics: accuracy with a Wilson interval, unbiased pass@k, percentiles."""
+"""Evaluation metrics: accuracy with a Wilson interval, unbiased pass@k, percentiles, paired run differences."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -34,3 +37,36 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """Accuracy of B minus accuracy of A on the same problems, with a paired 95% interval and McNemar's test."""
+
+    problems: int
+    delta: float
+    low: float
+    high: float
+    only_a: int  # problems A solved and B did not
+    only_b: int
+    p_value: float
+
+
+def paired_difference(a: Sequence[bool], b: Sequence[bool], *, resamples: int = 20_000, seed: int = 0) -> PairedDelta:
+    """Two runs on the same problems are paired: most problems are solved by both or by neither, so the
+    difference is far tighter than two independent intervals suggest. The interval is a seeded paired
+    bootstrap (problems resampled, outcomes kept together); the p-value is McNemar's exact test on the
+    discordant problems (two-sided binomial, 1/2 each way)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes need equal lengths, got {len(a)} and {len(b)}")
+    n = len(a)
+    if n == 0:
+        return PairedDelta(0, 0.0, 0.0, 0.0, 0, 0, 1.0)
+    diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    only_a, only_b = int((diffs < 0).sum()), int((diffs > 0).sum())
+    discordant = only_a + only_b
+    tail = sum(math.comb(discordant, j) for j in range(min(only_a, only_b) + 1)) / 2**discordant
+    return PairedDelta(n, float(diffs.mean()), float(low), float(high), only_a, only_b, min(1.0, 2 * tail))

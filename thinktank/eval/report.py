@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
+from thinktank.eval.metrics import paired_difference
+
 COLUMNS = [
     ("run", "run"),
     ("arch", "arch"),
@@ -24,6 +26,28 @@ COLUMNS = [
 ]
 
 
+PAIRED_COLUMNS = [("delta", "Δ vs baseline (paired 95% CI)"), ("p_value", "McNemar p")]
+
+
+def with_baseline(summaries: list[dict[str, Any]], outcomes: list[dict[str, bool]], baseline: int) -> None:
+    """Add each run's paired accuracy difference to run `baseline`, over the problems both runs graded."""
+    base = outcomes[baseline]
+    for i, (summary, own) in enumerate(zip(summaries, outcomes, strict=True)):
+        if i == baseline:
+            summary["delta"], summary["p_value"] = "baseline", ""
+            continue
+        shared = sorted(base.keys() & own.keys())
+        paired = paired_difference([base[p] for p in shared], [own[p] for p in shared])
+        summary["paired"] = paired
+        note = "" if len(shared) == len(own) == len(base) else f" on {len(shared)} shared"
+        summary["delta"] = f"{100 * paired.delta:+.1f} ({100 * paired.low:+.1f} to {100 * paired.high:+.1f}){note}"
+        summary["p_value"] = f"{paired.p_value:.3g} ({paired.only_b} won, {paired.only_a} lost)"
+
+
+def _columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return COLUMNS + (PAIRED_COLUMNS if any("delta" in s for s in summaries) else [])
+
+
 def _fmt(key: str, value: Any) -> str:
     if key in ("accuracy", "coverage"):
         return f"{100 * value:.1f}%"
@@ -36,18 +60,20 @@ def _fmt(key: str, value: Any) -> str:
 
 def comparison_table(summaries: list[dict[str, Any]]) -> Table:
     table = Table(title="thinktank evaluation")
-    for _, header in COLUMNS:
+    columns = _columns(summaries)
+    for _, header in columns:
         table.add_column(header, justify="left" if header in ("run", "arch") else "right")
     for s in summaries:
-        table.add_row(*(_fmt(k, s.get(k)) if k != "run" else Path(s["run"]).name for k, _ in COLUMNS))
+        table.add_row(*(_fmt(k, s.get(k)) if k != "run" else Path(s["run"]).name for k, _ in columns))
     return table
 
 
 def markdown_table(summaries: list[dict[str, Any]]) -> str:
     """The comparison as a GitHub table, for docs/benchmarks.md."""
-    rows = ["| " + " | ".join(header for _, header in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    columns = _columns(summaries)
+    rows = ["| " + " | ".join(header for _, header in columns) + " |", "|" + "---|" * len(columns)]
     for s in summaries:
-        rows.append("| " + " | ".join(_fmt(k, s.get(k)) if k != "run" else Path(s["run"]).name for k, _ in COLUMNS) + " |")
+        rows.append("| " + " | ".join(_fmt(k, s.get(k)) if k != "run" else Path(s["run"]).name for k, _ in columns) + " |")
     return "\n".join(rows)
 
 
