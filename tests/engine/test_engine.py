@@ -83,15 +83,21 @@ async def test_single_flight_coalesces_concurrent_identical_misses(tmp_path):
     assert all([c.text for c in r] == [c.text for c in results[0]] for r in results)
 
 
-async def test_cancelling_leader_and_follower_makes_no_new_call(tmp_path):
-    """A follower of a single-flight call retries only when the leader gave up alone, not when both were cancelled."""
-    backend = ScriptedBackend(echo_index, delay_s=5.0)
+async def leader_and_follower(tmp_path, delay_s):
+    """Two identical concurrent misses: the second waits on the first's call (single flight)."""
+    backend = ScriptedBackend(echo_index, delay_s=delay_s)
     engine = Engine({"m": backend}, cache=ResponseCache(tmp_path / "c.db"))
     req = GenerationRequest.from_prompt("p", "m", n=1)
     leader = asyncio.create_task(engine.context().generate(req))
     await asyncio.sleep(0.01)
     follower = asyncio.create_task(engine.context().generate(req))
     await asyncio.sleep(0.01)
+    return backend, engine, leader, follower
+
+
+async def test_cancelling_leader_and_follower_makes_no_new_call(tmp_path):
+    """A follower retries only when the leader gave up alone, not when both were cancelled."""
+    backend, engine, leader, follower = await leader_and_follower(tmp_path, delay_s=5.0)
     leader.cancel()
     follower.cancel()
     results = await asyncio.gather(leader, follower, return_exceptions=True)
@@ -100,13 +106,7 @@ async def test_cancelling_leader_and_follower_makes_no_new_call(tmp_path):
 
 
 async def test_follower_retries_when_only_the_leader_gave_up(tmp_path):
-    backend = ScriptedBackend(echo_index, delay_s=0.2)
-    engine = Engine({"m": backend}, cache=ResponseCache(tmp_path / "c.db"))
-    req = GenerationRequest.from_prompt("p", "m", n=1)
-    leader = asyncio.create_task(engine.context().generate(req))
-    await asyncio.sleep(0.01)
-    follower = asyncio.create_task(engine.context().generate(req))
-    await asyncio.sleep(0.01)
+    backend, _, leader, follower = await leader_and_follower(tmp_path, delay_s=0.2)
     leader.cancel()
     (answer,) = await follower
     assert not answer.cached and len(backend.requests) == 2
