@@ -62,3 +62,24 @@ async def test_cancelled_waiter_gives_way_and_loses_nothing():
     gate.set()
     await asyncio.gather(holder, behind)
     assert slots.free == 2
+
+
+async def test_a_waiter_cancelled_as_slots_free_up_leaves_cleanly():
+    """A release that runs before a cancelled waiter's cleanup drops its entry; the cleanup must not trip on that."""
+    slots = Slots(2)
+    gate = asyncio.Event()
+
+    async def hold(k: int) -> None:
+        async with slots.hold(k):
+            await gate.wait()
+
+    holder = asyncio.create_task(hold(2))
+    await asyncio.sleep(0)
+    first, second = asyncio.create_task(hold(1)), asyncio.create_task(hold(1))
+    await asyncio.sleep(0.01)
+    gate.set()  # the holder releases first: its wake grants `first` and drops `second`'s cancelled entry
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second  # not ValueError
+    await asyncio.gather(holder, first)
+    assert slots.free == 2 and not slots._waiting

@@ -45,7 +45,8 @@ class Slots:
             if granted.done() and not granted.cancelled():
                 self._release(k)  # granted just as we were cancelled: hand the slots on
             else:
-                self._waiting.remove(entry)
+                with contextlib.suppress(ValueError):  # a release may already have dropped our cancelled entry
+                    self._waiting.remove(entry)
                 self._wake()  # we may have been blocking smaller calls behind us
             raise
 
