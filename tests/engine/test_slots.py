@@ -39,14 +39,19 @@ async def test_a_call_wider_than_the_backend_takes_all_of_it():
     assert slots.free == 2
 
 
-async def test_cancelled_waiter_gives_way_and_loses_nothing():
-    slots = Slots(2)
-    gate = asyncio.Event()
+def gated_slots(total: int):
+    """Slots plus a gate: `hold(k)` takes k slots and keeps them until the gate opens."""
+    slots, gate = Slots(total), asyncio.Event()
 
     async def hold(k: int) -> None:
         async with slots.hold(k):
             await gate.wait()
 
+    return slots, gate, hold
+
+
+async def test_cancelled_waiter_gives_way_and_loses_nothing():
+    slots, gate, hold = gated_slots(2)
     holder = asyncio.create_task(hold(1))
     await asyncio.sleep(0)
     blocked = asyncio.create_task(hold(2))  # needs both
@@ -66,13 +71,7 @@ async def test_cancelled_waiter_gives_way_and_loses_nothing():
 
 async def test_a_waiter_cancelled_as_slots_free_up_leaves_cleanly():
     """A release that runs before a cancelled waiter's cleanup drops its entry; the cleanup must not trip on that."""
-    slots = Slots(2)
-    gate = asyncio.Event()
-
-    async def hold(k: int) -> None:
-        async with slots.hold(k):
-            await gate.wait()
-
+    slots, gate, hold = gated_slots(2)
     holder = asyncio.create_task(hold(2))
     await asyncio.sleep(0)
     first, second = asyncio.create_task(hold(1)), asyncio.create_task(hold(1))
