@@ -584,7 +584,11 @@ def backend_start(
     slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots (-np).")] = 4,
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
 ) -> None:
-    """Start a long-lived embedded llama-server that later commands reuse."""
+    """Start a long-lived embedded llama-server that later commands reuse.
+
+    Several commands may share it at once; each then sends one sample per call, so no call waits for all
+    of a sample group's slots to be free together.
+    """
     from thinktank.backends.llama_server import LlamaServer, find_running
 
     running = find_running(model_label(model))

@@ -48,7 +48,10 @@ async def open_engine(
                 label = model_label(ref)
                 state = find_running(label)
                 if state is not None:
-                    backend = llama_server_backend(state.base_url, state.slots)
+                    # a `backend start` server may have other clients, whose calls our Slots do not see; llama-server
+                    # starts an n-choice call only when n slots are free at once, so a wide call would starve
+                    # behind their narrow ones: one choice per call here (same samples, prompt evaluated per slot)
+                    backend = llama_server_backend(state.base_url, state.slots, max_n_per_call=1)
                 else:
                     server = await stack.enter_async_context(LlamaServer(ref, slots=slots))
                     backend = server.backend()

@@ -242,16 +242,18 @@ def test_cli_ask_prints_answer_and_usage(tmp_path):
 
 
 def test_cli_backend_start_status_stop():
-    start = run_cli("backend", "start", "-m", SMALL_MODEL, "--slots", "1")
+    start = run_cli("backend", "start", "-m", SMALL_MODEL, "--slots", "2")
     assert start.returncode == 0, start.stderr
     try:
         status = run_cli("backend", "status")
         assert SMALL_MODEL in status.stdout
         # `ask` reuses the long-lived server instead of starting its own
         before = llama_server_pids()
-        ask = run_cli("ask", "Hi", "-m", SMALL_MODEL, "--max-tokens", "4", "--no-cache")
+        ask = run_cli("ask", "Hi", "-m", SMALL_MODEL, "--n", "2", "--temperature", "0.7", "--max-tokens", "4", "--no-cache")
         assert ask.returncode == 0, ask.stderr
         assert llama_server_pids() == before
+        # the server may have other clients: one choice per call, never a call that needs both slots free at once
+        assert "usage: 2 call(s)" in ask.stdout
     finally:
         stop = run_cli("backend", "stop", "-m", SMALL_MODEL)  # only ours: a user's long-lived servers keep running
     assert f"stopped {SMALL_MODEL}" in stop.stdout
