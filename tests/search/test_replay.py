@@ -173,6 +173,16 @@ async def test_codet_prefers_what_generated_tests_confirm(tmp_path):
     assert (await rule(tmp_path / "b", ["LUCKY", "RIGHT"], stage.model_copy(update={"n": 2}), tests=("no asserts",)))[0] is False
 
 
+async def test_codet_pays_for_no_tests_when_all_samples_are_one_program(tmp_path):
+    codet = Stage(model="m", temperature=0.8, n=2, selection="codet", n_tests=1, tests_model="m")
+    vote = Stage(model="m", temperature=0.8, n=2, selection="vote")
+    passed, with_codet = await rule(tmp_path / "a", ["RIGHT", "RIGHT"], codet)
+    _, with_vote = await rule(tmp_path / "b", ["RIGHT", "RIGHT"], vote)
+    assert passed and (with_codet.tokens, with_codet.calls) == (with_vote.tokens, with_vote.calls)
+    _, two_programs = await rule(tmp_path / "c", ["RIGHT", "LUCKY"], codet)
+    assert two_programs.calls == with_vote.calls + 1  # the one test-writing reply
+
+
 async def test_rank_takes_the_top_judge_score(tmp_path):
     stage = Stage(model="m", temperature=0.8, n=3, selection="rank", judge_model="m")
     assert (await rule(tmp_path / "a", ["OFF", "RIGHT", "TIMES"], stage))[0] is True

@@ -84,8 +84,8 @@ async def test_generated_tests_run_in_the_sandbox_not_here(tmp_path):
     hostile = f"```python\nassert inc(1) == 2 or open({str(marker)!r}, 'w')\n```"
     engine = Engine({"m": ScriptedBackend(lambda r, i: hostile)})
     ctx = engine.context()
-    await GenTests(["m"], n_tests=1).apply(ctx, TASK, cands(WRONG))
-    assert len(ctx.node.notes["tests"]) == 1 and ctx.node.notes["passes"] == ["."]
+    await GenTests(["m"], n_tests=1).apply(ctx, TASK, cands(WRONG, RIGHT))
+    assert len(ctx.node.notes["tests"]) == 1 and ctx.node.notes["passes"] == [".", "1"]  # WRONG reaches the open()
     assert not marker.exists()  # the sandbox's filesystem is read-only and private
 
 
@@ -93,8 +93,17 @@ async def test_test_writers_run_concurrently_across_models():
     backend = ScriptedBackend(handler, delay_s=0.1)
     engine = Engine({"a": backend, "b": backend})
     ctx = engine.context()
-    await GenTests(["a", "b"], n_tests=2).apply(ctx, TASK, cands(RIGHT))
+    await GenTests(["a", "b"], n_tests=2).apply(ctx, TASK, cands(WRONG, RIGHT))
     calls = [c for node in ctx.node.walk() for c in node.calls]
     assert {c.model for c in calls} == {"a", "b"} and len(calls) == 4
     first_end = min(c.started_s + c.latency_s for c in calls)
     assert all(c.started_s < first_end for c in calls)
+
+
+async def test_fewer_than_two_distinct_programs_write_no_tests():
+    engine = Engine({"m": ScriptedBackend(handler)})
+    unanswered = Candidate("I give up", None, "m", "generate")
+    ctx = engine.context()
+    out = await GenTests(["m"], n_tests=3).apply(ctx, TASK, [unanswered, *cands(RIGHT, RIGHT)])
+    assert ctx.usage.calls == 0 and "1 distinct program(s)" in ctx.node.notes["skipped"]
+    assert [c.answer for c in out] == [RIGHT, RIGHT, None]  # the order dual agreement would give: programs first

@@ -3,7 +3,8 @@
 Each technique's selection rule is mirrored on pooled evidence, using the techniques' own pure functions
 (`vote.tally`, `gen_tests.dual_agreement`, `adaptive.leader_confidence`): first; vote (largest behaviour group, ties
 by prior then earliest); exec_vote (verify_exec filter keeping at least one, then vote with the public score as
-prior); codet (the first n_tests replies' tests); rank pointwise (top judge score, each distinct answer judged once);
+prior); codet (the first n_tests replies' tests; none written for fewer than two distinct programs); rank pointwise
+(top judge score, each distinct answer judged once);
 repair (Repair.apply with top_k=1: the first candidate failing the public checks, up to `rounds` attempts, best
 attempt kept, reordered by public score); cascade (escalate when public_pass / vote_margin is below the threshold);
 adaptive (waves over the draw order, Beta stopping or first public pass).
@@ -127,6 +128,8 @@ def _codet(run: _Run, stage: Stage, cands: list[Answer]) -> list[Answer]:
     task = run.task
     if task.kind != "code" or not task.entry_point:
         return cands
+    if len({c.answer for c in cands if c.answer}) < 2:  # as GenTests: no tests written, programs first
+        return sorted(cands, key=lambda c: not c.answer)
     assert stage.tests_model is not None
     tests = run.pool.tests(stage.tests_model, run.pid)
     if tests is None:

@@ -149,12 +149,15 @@ class GenTests(Technique):
         if task.kind != "code" or not task.entry_point:
             notes["skipped"] = f"generated tests need a code task with an entry point (got {task.kind}); order unchanged"
             return candidates
+        distinct = [a for a in dict.fromkeys(c.answer for c in candidates) if a]
+        if len(distinct) < 2:  # tests cannot tell one program from itself: spend nothing, rank as they would
+            notes["skipped"] = f"{len(distinct)} distinct program(s): nothing for tests to tell apart, none written"
+            return sorted(candidates, key=lambda c: not c.answer)  # stable: programs before unanswered candidates
         tests = await self.write_tests(ctx, task)
         notes["tests"] = tests
         if not tests:
             notes["skipped"] = "no usable assert calling the entry point could be parsed from the replies; order unchanged"
             return candidates
-        distinct = [a for a in dict.fromkeys(c.answer for c in candidates) if a]
         verdicts = await gather_all(ctx.tools.sandbox.run_asserts(a, tests) for a in distinct)
         passed = {
             a: frozenset(i for i, ok in enumerate(v.details["results"]) if ok) for a, v in zip(distinct, verdicts, strict=True)
