@@ -336,28 +336,74 @@ async def test_engine_limit_bounds_connections(fake_server: FakeOpenAIServer) ->
     assert 1 <= fake_server.connections <= 3
 
 
-async def test_choice_tokens_counted_from_logprobs_when_usage_covers_one_choice() -> None:
-    """llama-server with n > 1 reports the first choice's usage only; each choice's logprobs give its length."""
+def llama_stream(events: list[dict[str, Any]], done: bool = True) -> str:
+    """An SSE body the way llama-server streams it."""
+    import json
+
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + ("data: [DONE]\n\n" if done else "")
+
+
+def delta(index: int, text: str | None = None, finish: str | None = None) -> dict[str, Any]:
+    return {"model": "m", "choices": [{"index": index, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
+
+
+def usage_chunk(completion: int, prompt: int = 7) -> dict[str, Any]:
+    return {"model": "m", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}
+
+
+# n = 3, interleaved as llama-server's slots finish: each choice's usage chunk follows its last chunk;
+# choice 1 gets no usage chunk and is counted a token per content chunk
+INTERLEAVED = [
+    delta(0, "a"), delta(2, "x"), delta(1, "p"), delta(2, "y"), delta(0, "b"),
+    delta(0, None, "stop"), usage_chunk(2),
+    delta(1, "q"), delta(2, "z"), delta(2, None, "length"), usage_chunk(4),
+    delta(1, "r"), delta(1, None, "stop"),
+]  # fmt: skip
+
+
+async def test_choice_usage_read_from_a_streamed_call_when_usage_covers_one_choice() -> None:
+    """llama-server with n > 1 reports the first choice's usage only; streamed, it reports each choice's."""
+    import json
+
     import httpx
 
     seen: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        import json
-
         body = json.loads(request.content)
         seen.append(body)
-        choices = [
-            {"index": j, "finish_reason": "stop", "message": {"content": f"c{j}"},
-             "logprobs": {"content": [{"token": "t", "logprob": -0.1}] * (j + 2)}}
-            for j in range(body["n"])
-        ]  # fmt: skip
-        return httpx.Response(200, json={"choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 2}})
+        if body.get("stream"):
+            return httpx.Response(200, text=llama_stream(INTERLEAVED), headers={"content-type": "text/event-stream"})
+        choice = {"index": 0, "finish_reason": "stop", "message": {"content": "one"}}
+        return httpx.Response(200, json={"choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 2}})
 
     backend = OpenAICompatBackend("http://llama", count_choice_tokens=True, transport=httpx.MockTransport(handler))
     async with backend:
         response = await backend.generate(prompt(n=3, temperature=0.8, seed=5))
         single = await backend.generate(prompt(n=1))
+    assert [c.text for c in response.choices] == ["ab", "pqr", "xyz"]
+    assert [c.finish_reason for c in response.choices] == ["stop", "stop", "length"]
     assert [c.completion_tokens for c in response.choices] == [2, 3, 4] and response.prompt_tokens == 7
-    assert seen[0]["logprobs"] is True and seen[0]["top_logprobs"] == 1 and seen[0]["seed"] == 5
-    assert "logprobs" not in seen[1] and single.choices[0].completion_tokens == 2  # n = 1: usage is exact
+    assert seen[0]["stream"] is True and seen[0]["stream_options"] == {"include_usage": True} and seen[0]["seed"] == 5
+    assert "logprobs" not in seen[0]
+    assert "stream" not in seen[1] and single.choices[0].completion_tokens == 2  # n = 1: one call, usage is exact
+
+
+async def test_a_streamed_call_cut_before_every_choice_finished_is_retried_then_unreachable() -> None:
+    import httpx
+
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        cut = llama_stream(INTERLEAVED[:7], done=False)  # choices 1 and 2 never finish
+        return httpx.Response(200, text=cut, headers={"content-type": "text/event-stream"})
+
+    backend = OpenAICompatBackend(
+        "http://llama", count_choice_tokens=True, max_retries=1, backoff_base_s=0.0, transport=httpx.MockTransport(handler)
+    )
+    async with backend:
+        with pytest.raises(BackendUnreachable, match=r"before choice\(s\) \[1, 2\] finished"):
+            await backend.generate(prompt(n=3, temperature=0.8, seed=5))
+    assert calls == 2  # the whole call is made again once, like a dropped connection

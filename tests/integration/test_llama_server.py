@@ -33,18 +33,22 @@ async def test_generate_n_samples_with_exact_usage(small_server):
     async with small_server.backend() as backend:
         engine = Engine({small_server.model: backend})
         ctx = engine.context()
-        request = GenerationRequest.from_prompt("Name a colour.", small_server.model, n=3, temperature=0.9, max_tokens=12, seed=7)
+        request = GenerationRequest.from_prompt(
+            "Name a colour in one word.", small_server.model, n=3, temperature=0.9, max_tokens=24, seed=7
+        )  # three replies of different lengths (11, 9 and 6 tokens when written)
         out = await ctx.generate(request)
         after = server_metrics(small_server)
         # the three seeded samples share one call (the prompt is evaluated once) ...
         assert len(out) == 3 and all(c.text for c in out) and ctx.usage.calls == 1
         # ... and are exactly the samples of three separate calls seeded 7, 8, 9
-        separate = [(await backend.generate(request.with_(n=1, seed=7 + i))).choices[0].text for i in range(3)]
-    assert [c.text for c in out] == separate
+        separate = [(await backend.generate(request.with_(n=1, seed=7 + i))).choices[0] for i in range(3)]
+    assert [c.text for c in out] == [s.text for s in separate]
+    # each sample is charged its own tokens (n=1 usage is exact), not a share of the call's
+    assert [c.usage.completion_tokens for c in out] == [s.completion_tokens for s in separate]
     # our per-sample accounting matches the server's own counters exactly
     predicted = after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
     assert ctx.usage.completion_tokens == predicted
-    assert 3 <= ctx.usage.completion_tokens <= 36
+    assert 3 <= ctx.usage.completion_tokens <= 72
     prompt = after["llamacpp:prompt_tokens_total"] - before["llamacpp:prompt_tokens_total"]  # evaluated, not cached
     assert ctx.usage.prompt_tokens - ctx.usage.cached_prompt_tokens == prompt and ctx.usage.prompt_tokens > 0
 

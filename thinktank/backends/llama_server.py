@@ -11,7 +11,8 @@ are detached and recorded in a state file so later commands find and stop them.
 Seeded samples of one query share a call (`n` > 1): llama-server evaluates the prompt once
 and copies it into one slot per choice, and choice i is seeded s+i, so the samples are the
 ones n separate calls with seeds s, s+1, … would give. Its `usage` covers only the first
-choice, so each choice's tokens are counted from its logprobs (`count_choice_tokens`).
+choice, so such a call is streamed and each choice's tokens are read from the usage chunk the
+server sends after it (`count_choice_tokens`).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def stop_detached(model: str, timeout_s: float = 10.0) -> bool:
 
 def llama_server_backend(base_url: str, slots: int, **kwargs: object) -> OpenAICompatBackend:
     """A client for llama-server: seeded samples share one call (prompt evaluated once, choice i seeded s+i),
-    at most `slots` choices per call, each choice's tokens counted from its logprobs."""
+    at most `slots` choices per call, streamed so that each choice's own usage can be read."""
     options: dict[str, object] = {
         "max_concurrency": slots,
         "supports_native_n": True,

@@ -18,8 +18,8 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -34,6 +34,8 @@ from thinktank.exceptions import (
     is_retryable,
 )
 from thinktank.types import BackendResponse, Choice, GenerationRequest
+
+_T = TypeVar("_T")
 
 CONTEXT_LENGTH_MARKERS = (
     "context length",
@@ -133,8 +135,9 @@ class OpenAICompatBackend(Backend):
         count_choice_tokens: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """`count_choice_tokens`: for servers whose `usage` covers one choice only (llama-server), ask for
-        per-token logprobs when n > 1 and count each choice's tokens from them."""
+        """`count_choice_tokens`: for servers whose `usage` covers one choice only (llama-server), a call with
+        n > 1 is streamed and each choice's tokens are taken from the usage chunk the server sends after that
+        choice's last chunk (see `_collect_choices`)."""
         self.base_url = base_url.rstrip("/")
         self.name = self.base_url
         self.max_concurrency = max_concurrency
@@ -169,8 +172,6 @@ class OpenAICompatBackend(Backend):
             payload["stop"] = list(request.stop)
         if request.seed is not None:
             payload["seed"] = request.seed
-        if request.n > 1 and self.count_choice_tokens:
-            payload.update(logprobs=True, top_logprobs=1)
         payload.update(request.extra_body)
         return payload
 
@@ -196,9 +197,12 @@ class OpenAICompatBackend(Backend):
         return random.uniform(0, ceiling)  # full jitter
 
     async def post_with_retries(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._retrying(lambda: self._post_once(payload))
+
+    async def _retrying(self, attempt_call: Callable[[], Awaitable[_T]]) -> _T:
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._post_once(payload)
+                return await attempt_call()
             except Exception as exc:
                 if attempt >= self.max_retries or not is_retryable(exc):
                     raise
@@ -211,7 +215,10 @@ class OpenAICompatBackend(Backend):
         if request.n > 1 and not self.supports_native_n:
             return await self._fan_out(request)
         started = time.perf_counter()
-        data = await self.post_with_retries(self._payload(request))
+        if request.n > 1 and self.count_choice_tokens:
+            data = await self._retrying(lambda: self._collect_choices(self._payload(request)))
+        else:
+            data = await self.post_with_retries(self._payload(request))
         latency = time.perf_counter() - started
         try:
             return self._parse(data, request, latency)
@@ -257,10 +264,10 @@ class OpenAICompatBackend(Backend):
         yield StreamEvent(response=response_, usage_estimated=usage is None)
 
     @contextlib.asynccontextmanager
-    async def _open_stream(self, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+    async def _open_stream(self, payload: dict[str, Any], *, retry: bool = True) -> AsyncIterator[httpx.Response]:
         """POST and wait for the response head, retrying like `post_with_retries`; closing it ends the generation."""
         url = f"{self.base_url}/chat/completions"
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.max_retries + 1 if retry else 1):
             try:
                 request = self._client.build_request("POST", "/chat/completions", json=payload)
                 with _map_httpx_errors(url):
@@ -271,13 +278,52 @@ class OpenAICompatBackend(Backend):
                         raise _status_error(response, url)
                 break
             except Exception as exc:
-                if attempt >= self.max_retries or not is_retryable(exc):
+                if not retry or attempt >= self.max_retries or not is_retryable(exc):
                     raise
                 await asyncio.sleep(self._backoff(attempt, exc))
         try:
             yield response
         finally:
             await response.aclose()
+
+    async def _collect_choices(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """One streamed call of n choices, gathered into a chat completion whose choices carry their own usage.
+
+        llama-server's `usage` for n > 1 covers the first choice only; streamed, it follows each choice's last
+        chunk (the one with its finish_reason) with a usage chunk that has no choices. A choice without one is
+        counted a token per content chunk. (Per-token logprobs would count them too, at ~8% of decode time.)
+        """
+        url = f"{self.base_url}/chat/completions"
+        texts: dict[int, list[str]] = {}
+        finish: dict[int, str] = {}
+        usage: dict[int, dict[str, Any]] = {}
+        last_finished: int | None = None
+        model = None
+        payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        async with self._open_stream(payload, retry=False) as response:
+            async for data in _sse_data(response, url):
+                if data.strip() == "[DONE]":
+                    break
+                chunk = _chunk_json(data, url)
+                model = chunk.get("model") or model
+                choices = chunk.get("choices") or []
+                if not choices and chunk.get("usage") and last_finished is not None:
+                    usage[last_finished], last_finished = chunk["usage"], None
+                for choice in choices:
+                    index = int(choice.get("index") or 0)
+                    text = (choice.get("delta") or {}).get("content")
+                    texts.setdefault(index, []).extend([text] if text else [])
+                    if choice.get("finish_reason"):
+                        finish[index], last_finished = choice["finish_reason"], index
+        unfinished = sorted(set(range(payload["n"])) - set(finish))
+        if unfinished:
+            raise BackendUnreachable(f"backend {url} ended the stream before choice(s) {unfinished} finished", url)
+        choices = [
+            {"index": i, "message": {"content": "".join(parts)}, "finish_reason": finish[i],
+             "usage": usage.get(i) or {"completion_tokens": len(parts)}}
+            for i, parts in sorted(texts.items())
+        ]  # fmt: skip
+        return {"choices": choices, "usage": usage.get(0) or {}, "model": model}
 
     async def _fan_out(self, request: GenerationRequest) -> BackendResponse:
         """A server without `n` gives one choice per call: make n calls (seeds s, s+1, ...) and add up their usage."""
@@ -304,7 +350,7 @@ class OpenAICompatBackend(Backend):
         completion_total = int(usage.get("completion_tokens") or 0)
         texts = [(c.get("message") or {}).get("content") or "" for c in raw_choices]
         if request.n > 1 and self.count_choice_tokens:
-            shares = [len(((c.get("logprobs") or {}).get("content")) or []) for c in raw_choices]
+            shares = [int(c["usage"].get("completion_tokens") or 0) for c in raw_choices]
         else:
             # Split the call's completion tokens over choices in proportion to their length;
             # exact when there is one choice.
