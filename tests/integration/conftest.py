@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
-import httpx
 import pytest
 
 from thinktank.backends.llama_server import LlamaServer
+from thinktank.backends.llama_server import server_metrics as read_server_metrics
 
 SMALL_MODEL = "smollm2-135m-instruct"
 
@@ -24,10 +23,4 @@ def small_server():
 
 def server_metrics(server: LlamaServer) -> dict[str, float]:
     """llama-server's Prometheus counters, e.g. `llamacpp:tokens_predicted_total`."""
-    text = httpx.get(f"http://{server.host}:{server.port}/metrics", timeout=5).text
-    metrics = {}
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:]+)\s+([0-9.eE+-]+)$", line)
-        if match:
-            metrics[match.group(1)] = float(match.group(2))
-    return metrics
+    return read_server_metrics(server.base_url)

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -260,3 +261,12 @@ def llama_server_backend(base_url: str, slots: int, **kwargs: object) -> OpenAIC
         "count_choice_tokens": True,
     }
     return OpenAICompatBackend(base_url, **{**options, **kwargs})  # type: ignore[arg-type]
+
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:]+)\s+([0-9.eE+-]+)$")
+
+
+def server_metrics(base_url: str) -> dict[str, float]:
+    """llama-server's Prometheus counters (e.g. `llamacpp:tokens_predicted_total`): what it says it spent."""
+    text = httpx.get(f"{base_url.removesuffix('/v1')}/metrics", timeout=10).text
+    return {m.group(1): float(m.group(2)) for line in text.splitlines() if (m := _METRIC_LINE.match(line))}
