@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 
-import httpx
-
-from thinktank.backends.llama_server import LlamaServer
+from thinktank.backends.llama_server import LlamaServer, server_metrics
 from thinktank.engine import Engine
 from thinktank.types import GenerationRequest
 
@@ -24,8 +21,7 @@ PROMPT = "Write a Python function that parses a CSV line with quoted fields, wit
 
 
 def predicted_tokens(server: LlamaServer) -> float:
-    text = httpx.get(f"http://{server.host}:{server.port}/metrics", timeout=5).text
-    return float(re.search(r"^llamacpp:tokens_predicted_total\s+(\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    return server_metrics(server.base_url)["llamacpp:tokens_predicted_total"]
 
 
 async def phase(
