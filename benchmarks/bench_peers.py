@@ -82,9 +82,8 @@ async def main() -> None:
             return text, ctx.usage.completion_tokens, ctx.usage.calls
 
         async def run_peer(problem):  # type: ignore[no-untyped-def]
-            usage = GenerationUsage()
             result = await self_consistency.ainfer(lm, problem.input.prompt, generate.n, return_response_only=False)
-            usage = result.usage or usage
+            usage = result.usage or GenerationUsage()
             return result.the_one.get("content") or "", usage.completion_tokens, usage.num_calls
 
         for k, problem in enumerate(problems):

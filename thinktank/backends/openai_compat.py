@@ -311,8 +311,9 @@ class OpenAICompatBackend(Backend):
                     usage[last_finished], last_finished = chunk["usage"], None
                 for choice in choices:
                     index = int(choice.get("index") or 0)
-                    text = (choice.get("delta") or {}).get("content")
-                    texts.setdefault(index, []).extend([text] if text else [])
+                    parts = texts.setdefault(index, [])
+                    if text := (choice.get("delta") or {}).get("content"):
+                        parts.append(text)
                     if choice.get("finish_reason"):
                         finish[index], last_finished = choice["finish_reason"], index
         unfinished = sorted(set(range(payload["n"])) - set(finish))
