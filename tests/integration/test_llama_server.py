@@ -281,3 +281,20 @@ def test_model_pack_is_verified():
     pack = PACKS[SMALL_MODEL]
     assert pack.is_pulled
     assert Path(str(pack.path) + ".verified").read_text() == pack.sha256
+
+
+async def test_build_is_smoke_tested_then_serves(tmp_path):
+    """build -> smoke -> serve on the real binary: the cached build is only used once its smoke test passed."""
+    from thinktank.backends import llama_build
+
+    binary = await asyncio.to_thread(llama_build.ensure_llama_server)
+    variant = next(v for v in llama_build.build_variants() if v.binary == binary)
+    assert variant.is_good and (variant.directory / llama_build.SMOKE_OK).exists()
+    # AMX kernels are compiled out of every variant, whatever this CPU offers
+    assert "-mno-amx-int8" in " ".join(variant.options) or "-DGGML_NATIVE=OFF" in variant.options
+    log = tmp_path / "smoke.log"
+    await asyncio.to_thread(llama_build.smoke_test, binary, PACKS[SMALL_MODEL].path, log)
+    assert "tokens per second" in log.read_text()  # it decoded
+    async with LlamaServer(SMALL_MODEL, slots=1, ctx_per_slot=512) as server, server.backend() as backend:
+        out = await backend.generate(GenerationRequest.from_prompt("Say hi.", server.model, max_tokens=4))
+    assert out.choices[0].completion_tokens > 0
