@@ -570,10 +570,21 @@ def models_pull(
 
 
 @backend_app.command("build")
-def backend_build() -> None:
-    """Build llama-server now (otherwise it is built on first use)."""
-    from thinktank.backends.llama_build import server_binary_path
+def backend_build(
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Forget that a build variant failed here and try it again.")
+    ] = False,
+) -> None:
+    """Build llama-server now (otherwise it is built on first use) and smoke-test it.
 
+    The native build (AMX kernels compiled out) is tried first; if it fails to build or to decode,
+    a portable build is made instead. A variant that failed is remembered and skipped until --retry-failed.
+    """
+    from thinktank.backends.llama_build import SMOKE_FAILED, build_variants, server_binary_path
+
+    if retry_failed:
+        for variant in build_variants():
+            (variant.directory / SMOKE_FAILED).unlink(missing_ok=True)
     prepare_local([])
     console.print(f"[green]✓[/green] llama-server at {server_binary_path()}")
 

@@ -11,7 +11,8 @@
     │   ├── BackendTimeout          read/connect timeout                  (retryable)
     │   ├── BackendStatusError      HTTP 4xx/5xx (retryable: 408, 409, 429, 5xx)
     │   │   └── ContextLengthExceeded
-    │   └── BackendStartError       a managed server failed to start (port in use, bad model)
+    │   ├── BackendStartError       a managed server failed to start (port in use, bad model)
+    │   └── BackendDied             a managed server exited mid-run (exit status + log; not retryable)
     ├── CacheError                  the response cache DB is unreadable or corrupt
     ├── VerificationError           a verifier could not run (not: the candidate failed)
     ├── TaskDataError               a task file is missing or has a malformed line
@@ -99,6 +100,10 @@ class BackendStartError(BackendError):
         if log_path:
             message = f"{message} (server log: {log_path})"
         super().__init__(message)
+
+
+class BackendDied(BackendError):
+    """The managed server we started is gone (killed, out of memory, crashed): retrying cannot help."""
 
 
 class CacheError(ThinktankError):

@@ -12,6 +12,7 @@ from fake_openai_server import OPENAI_CONTEXT_ERROR, FakeOpenAIServer, Reply, un
 from thinktank.backends import OpenAICompatBackend
 from thinktank.engine import Engine
 from thinktank.exceptions import (
+    BackendDied,
     BackendError,
     BackendStatusError,
     BackendTimeout,
@@ -273,6 +274,32 @@ async def test_server_not_listening(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "()" not in message  # the reason is named, not blank
     assert info.value.url == f"{url}/chat/completions"
     assert len(delays) == 2  # connection errors are retried too
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_an_owned_server_that_died_is_named_and_not_retried(monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/v1"
+    why = "the embedded llama-server for m (pid 42) was killed by SIGKILL during the run; its log: /x/server.log"
+    options = {"max_retries": 3, "backoff_base_s": BACKOFF_BASE_S, "explain_unreachable": lambda: why}
+    async with OpenAICompatBackend(url, **options) as backend:
+        delays = spy_on_backoff(backend, monkeypatch)
+        with pytest.raises(BackendDied) as info:
+            if stream:
+                async for _ in backend.stream(prompt()):
+                    pass
+            else:
+                await backend.generate(prompt(n=2))
+    assert str(info.value) == why and not is_retryable(info.value)
+    assert delays == []  # a dead process does not come back by waiting
+
+
+async def test_an_owned_server_that_still_runs_is_plain_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/v1"
+    async with OpenAICompatBackend(url, max_retries=1, backoff_base_s=BACKOFF_BASE_S, explain_unreachable=lambda: None) as backend:
+        delays = spy_on_backoff(backend, monkeypatch)
+        with pytest.raises(BackendUnreachable):
+            await backend.generate(prompt())
+    assert len(delays) == 1
 
 
 async def test_unusable_url_is_a_backend_error_without_retry(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,6 +65,37 @@ def test_killed_eval_resumes_with_nothing_lost_or_duplicated(tmp_path):
     assert report.returncode == 0 and (tmp_path / "r.html").read_text().count("<circle") == 1
 
 
+def test_a_server_killed_mid_eval_stops_the_run_with_its_exit_status_and_log(tmp_path):
+    """The engine dies (OOM killer, kill -9): the run stops at once naming the server's fate and log; a re-run resumes."""
+    arch = tmp_path / "short.yaml"
+    arch.write_text("name: short\nlayers:\n  - generate: {n: 1, temperature: 0.0, max_tokens: 48}\n")
+    run_dir, db = tmp_path / "run", tmp_path / "run" / "results.sqlite"
+    servers_before = llama_server_pids()
+    env = dict(os.environ, COLUMNS="400")
+    proc = subprocess.Popen(eval_cmd(run_dir, arch), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 240
+    while len(rows(db)) < 3:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "eval made no progress"
+        time.sleep(0.1)
+    (server,) = llama_server_pids() - servers_before
+    os.kill(server, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    message = " ".join(stderr.decode().split())
+    assert proc.returncode == 2, message[-2000:]
+    assert "llama-server" in message and "was killed by SIGKILL" in message, message[-2000:]
+    assert "llama-server-smollm2-135m-instruct.log" in message and "Re-run the command to resume" in message
+    assert "thinktank backend start" not in message  # not the advice for a server that was never started
+    done_at_kill = rows(db)
+    assert 3 <= len(done_at_kill) < 10 and len(set(done_at_kill)) == len(done_at_kill)
+
+    resumed = subprocess.run(eval_cmd(run_dir, arch), capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{len(done_at_kill)} of 10 problems already done" in resumed.stdout
+    final = rows(db)
+    assert len(final) == 10 and len(set(final)) == 10 and set(done_at_kill) <= set(final)
+
+
 def test_eval_unknown_task_and_bad_arch_are_clear_errors(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "thinktank.cli", "eval", "--task", "mmlu"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown task 'mmlu'" in bad.stderr and "humaneval" in bad.stderr

@@ -34,7 +34,7 @@ from types import TracebackType
 import httpx
 
 from thinktank._paths import cache_dir
-from thinktank.backends.llama_build import ensure_llama_server
+from thinktank.backends.llama_build import ensure_llama_server, free_port
 from thinktank.backends.openai_compat import OpenAICompatBackend
 from thinktank.exceptions import BackendStartError
 from thinktank.models.packs import model_label, resolve
@@ -46,12 +46,6 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: ask the kernel to SIGTERM us when the parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -130,7 +124,10 @@ class LlamaServer:
         port: int | None = None,
         startup_timeout_s: float = 120.0,
         detached: bool = False,
+        binary: Path | None = None,
     ) -> None:
+        """`binary`: a llama-server executable to run instead of thinktank's own build (e.g. to compare two builds)."""
+        self.binary = binary
         self.model_ref = model
         self.model = model_label(model)
         self.slots = slots
@@ -163,7 +160,7 @@ class LlamaServer:
 
     async def start(self) -> None:
         model_path = await asyncio.to_thread(resolve, self.model_ref)
-        binary = await asyncio.to_thread(ensure_llama_server)
+        binary = self.binary or await asyncio.to_thread(ensure_llama_server)
         if self.port is None:
             self.port = free_port(self.host)
         elif port_in_use(self.host, self.port):
@@ -210,8 +207,25 @@ class LlamaServer:
             return ""
         return " | ".join(text[-lines:])
 
+    def death_notice(self) -> str | None:
+        """Why our server process is gone (exit status, log), or None while it runs or was stopped by us."""
+        process = self.process
+        if process is None or process.poll() is None:
+            return None
+        code = process.returncode
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code < 0 and -code in signal.valid_signals()
+            else f"exited with code {code}"
+        )
+        return (
+            f"the embedded llama-server for {self.model} (pid {process.pid}) {how} during the run"
+            f"{' (out of memory?)' if code == -signal.SIGKILL else ''}; its log: {self.log_path}"
+            f" (last lines: {self.log_tail(3) or 'empty'}). Re-run the command to resume where it stopped"
+        )
+
     def backend(self, **kwargs: object) -> OpenAICompatBackend:
-        return llama_server_backend(self.base_url, self.slots, **kwargs)
+        return llama_server_backend(self.base_url, self.slots, explain_unreachable=self.death_notice, **kwargs)
 
     def terminate(self, timeout_s: float = 10.0) -> None:
         process, self.process = self.process, None

@@ -26,6 +26,7 @@ import httpx
 from thinktank._aio import gather_all
 from thinktank.backends.base import Backend, StreamEvent
 from thinktank.exceptions import (
+    BackendDied,
     BackendError,
     BackendStatusError,
     BackendTimeout,
@@ -47,12 +48,14 @@ CONTEXT_LENGTH_MARKERS = (
 
 
 @contextlib.contextmanager
-def _map_httpx_errors(url: str) -> Iterator[None]:
+def _map_httpx_errors(url: str, explain_unreachable: Callable[[], str | None] | None = None) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
         raise BackendTimeout(f"timed out talking to {url}: {type(exc).__name__}", url) from exc
     except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        if explain_unreachable is not None and (why := explain_unreachable()) is not None:
+            raise BackendDied(why, url) from exc
         raise BackendUnreachable(
             f"cannot reach backend at {url} ({str(exc) or type(exc).__name__});"
             " is the server running? For the embedded one: `thinktank backend start`",
@@ -89,10 +92,12 @@ def _status_error(response: httpx.Response, url: str) -> BackendStatusError:
     return cls(text, response.status_code, url, retry_after=_retry_after_seconds(response))
 
 
-async def _sse_data(response: httpx.Response, url: str) -> AsyncIterator[str]:
+async def _sse_data(
+    response: httpx.Response, url: str, explain_unreachable: Callable[[], str | None] | None = None
+) -> AsyncIterator[str]:
     """The `data` of each server-sent event (comments and other fields skipped)."""
     lines: list[str] = []
-    with _map_httpx_errors(url):
+    with _map_httpx_errors(url, explain_unreachable):
         async for line in response.aiter_lines():
             if line.startswith("data:"):
                 lines.append(line[5:].removeprefix(" "))
@@ -134,10 +139,16 @@ class OpenAICompatBackend(Backend):
         max_n_per_call: int = 256,
         count_choice_tokens: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        explain_unreachable: Callable[[], str | None] | None = None,
     ) -> None:
         """`count_choice_tokens`: for servers whose `usage` covers one choice only (llama-server), a call with
         n > 1 is streamed and each choice's tokens are taken from the usage chunk the server sends after that
-        choice's last chunk (see `_collect_choices`)."""
+        choice's last chunk (see `_collect_choices`).
+
+        `explain_unreachable`: for a server whose process we own; asked when a connection fails, it returns why
+        the server is gone (exit status, log) or None if it still runs. A gone server raises `BackendDied`,
+        which is not retried."""
+        self.explain_unreachable = explain_unreachable
         self.base_url = base_url.rstrip("/")
         self.name = self.base_url
         self.max_concurrency = max_concurrency
@@ -177,7 +188,7 @@ class OpenAICompatBackend(Backend):
 
     async def _post_once(self, payload: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
-        with _map_httpx_errors(url):
+        with _map_httpx_errors(url, self.explain_unreachable):
             response = await self._client.post("/chat/completions", json=payload)
         if response.status_code >= 400:
             raise _status_error(response, url)
@@ -237,7 +248,7 @@ class OpenAICompatBackend(Backend):
         finish: str | None = None
         usage: dict[str, Any] | None = None
         async with self._open_stream(payload) as response:
-            async for data in _sse_data(response, url):
+            async for data in _sse_data(response, url, self.explain_unreachable):
                 if data.strip() == "[DONE]":
                     break
                 chunk = _chunk_json(data, url)
@@ -270,7 +281,7 @@ class OpenAICompatBackend(Backend):
         for attempt in range(self.max_retries + 1 if retry else 1):
             try:
                 request = self._client.build_request("POST", "/chat/completions", json=payload)
-                with _map_httpx_errors(url):
+                with _map_httpx_errors(url, self.explain_unreachable):
                     response = await self._client.send(request, stream=True)
                     if response.status_code >= 400:
                         await response.aread()
@@ -301,7 +312,7 @@ class OpenAICompatBackend(Backend):
         model = None
         payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         async with self._open_stream(payload, retry=False) as response:
-            async for data in _sse_data(response, url):
+            async for data in _sse_data(response, url, self.explain_unreachable):
                 if data.strip() == "[DONE]":
                     break
                 chunk = _chunk_json(data, url)
@@ -372,7 +383,7 @@ class OpenAICompatBackend(Backend):
 
     async def list_models(self) -> list[str]:
         url = f"{self.base_url}/models"
-        with _map_httpx_errors(url):
+        with _map_httpx_errors(url, self.explain_unreachable):
             response = await self._client.get("/models")
         if response.status_code >= 400:
             raise _status_error(response, url)
