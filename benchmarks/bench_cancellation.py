@@ -32,8 +32,19 @@ from thinktank.tasks.registry import get_task
 from thinktank.types import GenerationRequest
 
 
+async def idle(server: LlamaServer, patience_s: float) -> bool:
+    deadline = time.monotonic() + patience_s
+    while (await asyncio.to_thread(server_metrics, server.base_url))["llamacpp:requests_processing"] > 0:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
 async def stop_time(server: LlamaServer, shared_call: bool, cancel_after_s: float, patience_s: float = 15.0) -> float:
     """Seconds from cancel() until the server has no request in flight (inf if not within `patience_s`)."""
+    if not await idle(server, 300):  # a call that was never stopped runs to max_tokens: start from a quiet server
+        raise RuntimeError("the server is still busy with an earlier run after 300 s")
     options = {} if shared_call else {"supports_native_n": False, "seeded_native_n": False}
     async with server.backend(**options) as backend:
         ctx = Engine({server.model: backend}).context(use_cache=False)
