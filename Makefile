@@ -41,6 +41,12 @@ test: install
 	$(BIN)/thinktank models pull qwen2.5-coder-0.5b-instruct
 	$(BIN)/python -m pytest -q
 
+# The unit tests again in a separate venv with every direct dependency at its pyproject.toml floor (reused while
+# the floors are unchanged): scripts/test_floors.sh.
+.PHONY: test-floors
+test-floors:
+	PYTHON=$(PYTHON) bash scripts/test_floors.sh
+
 lint: install
 	$(BIN)/ruff check thinktank tests benchmarks
 	$(BIN)/ruff format --check thinktank tests benchmarks
