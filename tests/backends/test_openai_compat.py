@@ -295,7 +295,9 @@ async def test_an_owned_server_that_died_is_named_and_not_retried(monkeypatch: p
 
 async def test_an_owned_server_that_still_runs_is_plain_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{unused_port()}/v1"
-    async with OpenAICompatBackend(url, max_retries=1, backoff_base_s=BACKOFF_BASE_S, explain_unreachable=lambda: None) as backend:
+    async with OpenAICompatBackend(
+        url, max_retries=1, backoff_base_s=BACKOFF_BASE_S, explain_unreachable=lambda: None
+    ) as backend:
         delays = spy_on_backoff(backend, monkeypatch)
         with pytest.raises(BackendUnreachable):
             await backend.generate(prompt())

@@ -160,7 +160,7 @@ class LlamaServer:
 
     async def start(self) -> None:
         model_path = await asyncio.to_thread(resolve, self.model_ref)
-        binary = self.binary or await asyncio.to_thread(ensure_llama_server)
+        binary = self.binary if self.binary is not None else await asyncio.to_thread(ensure_llama_server)
         if self.port is None:
             self.port = free_port(self.host)
         elif port_in_use(self.host, self.port):
