@@ -6,7 +6,8 @@
 1. `--repeats` times, for each way of sending samples (one call per sample, one shared n>1 call): start a long
    2-sample generation, cancel it after 0.5-2.5 s while polling /metrics every 0.2 s (as monitoring does), and
    time until the server's `requests_processing` is 0 again. Passing = stopped within 2 s.
-2. adaptive-vote (which cancels the waves it no longer needs) on `--problems` HumanEval problems, no cache:
+2. adaptive-vote on `--problems` HumanEval problems, no cache; with `--lookahead k` it launches k waves ahead
+   and cancels those still running when it stops (the preset, k = 0, has nothing in flight to cancel):
    tokens the server generated (`llamacpp:tokens_predicted_total`) vs the completion tokens thinktank accounts
    for. Cancelled calls are accounted as 0 tokens, so the gap is what cancelled calls generated, before and
    after the cancel.
@@ -63,8 +64,15 @@ async def stop_time(server: LlamaServer, shared_call: bool, cancel_after_s: floa
     return float("inf")
 
 
-async def adaptive_gap(server: LlamaServer, problems: int) -> tuple[float, int, int]:
-    arch = load_architecture("adaptive-vote", [server.model])
+async def adaptive_gap(server: LlamaServer, problems: int, lookahead: int) -> tuple[float, int, int]:
+    """adaptive-vote as shipped (`lookahead` 0: one wave at a time, nothing to cancel) or launching waves ahead."""
+    with tempfile.TemporaryDirectory() as spec_dir:
+        spec = Path(spec_dir) / "adaptive.yaml"
+        spec.write_text(
+            "name: adaptive-vote-lookahead\nlayers:\n  - adaptive: {max_n: 8, wave: 2, temperature: 0.8,"
+            f" stop_confidence: 0.95, first_pass: true, lookahead: {lookahead}}}\n"
+        )
+        arch = load_architecture("adaptive-vote" if lookahead == 0 else str(spec), [server.model])
     tasks = get_task("humaneval").load(limit=problems)
     async with server.backend() as backend:
         engine = Engine({server.model: backend})
@@ -90,12 +98,13 @@ async def main() -> None:
     parser.add_argument("--loop-model", default="smollm2-135m-instruct", help="model for part 1")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--problems", type=int, default=10, help="HumanEval problems for part 2 (0 skips it)")
+    parser.add_argument("--lookahead", type=int, default=0, help="adaptive waves launched ahead (0 = the preset)")
     parser.add_argument("--binary", type=Path, default=None, help="llama-server to test (default: thinktank's build)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     async with LlamaServer(args.loop_model, slots=4, ctx_per_slot=4096, binary=args.binary) as server:
-        for shared_call in (False, True):
+        for shared_call in (False, True) if args.repeats else ():
             times = [await stop_time(server, shared_call, rng.uniform(0.5, 2.5)) for _ in range(args.repeats)]
             ok = sum(t <= 2.0 for t in times)
             finite = sorted(t for t in times if t != float("inf"))
@@ -105,9 +114,10 @@ async def main() -> None:
             print(f"{mode}: stopped within 2 s in {ok}/{len(times)} runs (median {median}, worst {worst})", flush=True)
     if args.problems:
         async with LlamaServer(args.model, slots=4, binary=args.binary) as server:
-            generated, accounted, cancelled = await adaptive_gap(server, args.problems)
+            generated, accounted, cancelled = await adaptive_gap(server, args.problems, args.lookahead)
         print(
-            f"adaptive-vote on {args.problems} HumanEval problems ({args.model}): server generated {generated:.0f} tokens,"
+            f"adaptive-vote (lookahead {args.lookahead}) on {args.problems} HumanEval problems ({args.model}):"
+            f" server generated {generated:.0f} tokens,"
             f" thinktank accounts {accounted}; {cancelled} cancelled calls generated {generated - accounted:.0f}"
             f" ({(generated - accounted) / max(generated, 1):.1%} of the server's tokens)"
         )
