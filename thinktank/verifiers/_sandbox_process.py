@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import marshal
@@ -17,6 +18,7 @@ import math
 import os
 import secrets
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,11 +176,30 @@ def memory_cgroup_root() -> Path | None:
     return None
 
 
+_BUSY_CGROUPS: set[Path] = set()  # cgroups of cancelled runs, removed once their processes are gone
+
+
+def _remove_busy_cgroups() -> None:
+    for path in list(_BUSY_CGROUPS):
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        _BUSY_CGROUPS.discard(path)
+
+
+atexit.register(_remove_busy_cgroups)
+
+
 class MemoryCgroup:
     """One run's memory cgroup: created before the run, read for OOM kills and removed after it."""
 
     def __init__(self, root: Path, name: str, limit_bytes: int) -> None:
         self.path = root / name
+        _BUSY_CGROUPS.discard(self.path)  # a name is only reused once no run in flight has it: ours now
+        _remove_busy_cgroups()
         self.path.mkdir(exist_ok=True)
         (self.path / "memory.limit_in_bytes").write_text(str(limit_bytes))
         if (self.path / "memory.memsw.limit_in_bytes").exists():
@@ -191,18 +212,33 @@ class MemoryCgroup:
         return 0
 
     def remove(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             self.path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # a cancelled run's processes may still be dying: retried before the next run and at exit
+            _BUSY_CGROUPS.add(self.path)
 
 
 async def run_sandboxed(
-    config: dict[str, Any], limits: SandboxLimits, *, python: str, unshare: str, cgroup: MemoryCgroup | None
+    config: dict[str, Any],
+    limits: SandboxLimits,
+    *,
+    python: str,
+    unshare: str,
+    cgroup: MemoryCgroup | None,
 ) -> SandboxRun:
-    """One harness run under fresh namespaces: hand over the job, drain every pipe, enforce wall and output limits."""
+    """One harness run under fresh namespaces: hand over the job, drain every pipe, enforce wall and output limits.
+
+    The spawn is a plain synchronous fork+exec and the exit is awaited on a pidfd: asyncio's subprocess machinery
+    can hang for good when its tasks are cancelled mid-spawn (CPython 3.11, e.g. asyncio.run shutting down).
+    """
     lim, nonce = limits, secrets.token_hex(16)
     cfg_r, cfg_w = os.pipe()
     rep_r, rep_w = os.pipe()
     st_r, st_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     child_ends = (cfg_r, rep_w, st_w)
     try:
         payload = marshal.dumps(config | {"nonce": nonce, "report_fd": rep_w, "status_fd": st_w})
@@ -212,19 +248,19 @@ async def run_sandboxed(
         os.set_blocking(cfg_w, False)
         if os.write(cfg_w, payload) != len(payload):  # the enlarged pipe holds the whole job: no writer task
             raise VerificationError("could not hand the job to the sandbox")
-        proc = await asyncio.create_subprocess_exec(
-            unshare, *_NAMESPACES, python, "-S", "-s", "-B", "-P", "-u", _HARNESS, str(cfg_r),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            pass_fds=child_ends, env=_ENV, cwd="/", start_new_session=True,
+        proc = subprocess.Popen(
+            [unshare, *_NAMESPACES, python, "-S", "-s", "-B", "-P", "-u", _HARNESS, str(cfg_r)],
+            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=child_ends, env=_ENV, cwd="/",
+            start_new_session=True,
         )  # fmt: skip
     except BaseException as exc:
-        os.close(rep_r)
-        os.close(st_r)
+        for fd in (rep_r, st_r, out_r, err_r):
+            os.close(fd)
         if isinstance(exc, OSError):
             raise VerificationError(f"could not start the sandbox: {exc}") from exc
         raise
     finally:
-        for fd in (*child_ends, cfg_w):
+        for fd in (*child_ends, cfg_w, out_w, err_w):
             os.close(fd)
     start = time.monotonic()
     killed_for = ""
@@ -243,26 +279,42 @@ async def run_sandboxed(
         if report.total > _MAX_REPORT:
             kill("report")
 
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    pidfd = os.pidfd_open(proc.pid)  # not reaped yet, so it is our child's
+    loop.add_reader(pidfd, on_exit)
     tasks: list[asyncio.Future[None]] = []
     transports: list[asyncio.BaseTransport] = []
+    fds = [out_r, err_r, rep_r, st_r]
     try:
-        (rep, rep_t), (st, st_t) = await _pipe_reader(rep_r), await _pipe_reader(st_r)
-        transports += [rep_t, st_t]
-        assert proc.stdout is not None and proc.stderr is not None
-        streams = ((proc.stdout, out, check_output), (proc.stderr, err, check_output), (rep, report, check_output))
-        tasks = [asyncio.ensure_future(_drain(*stream)) for stream in (*streams, (st, status, lambda: None))]
-        try:
-            await asyncio.wait_for(proc.wait(), lim.wall_s)
-        except TimeoutError:
+        streams = []
+        while fds:
+            reader, transport = await _pipe_reader(fds.pop(0))
+            transports.append(transport)
+            streams.append(reader)
+        tails = ((out, check_output), (err, check_output), (report, check_output), (status, lambda: None))
+        tasks = [asyncio.ensure_future(_drain(reader, *tail)) for reader, tail in zip(streams, tails, strict=True)]
+        await asyncio.wait([exited], timeout=lim.wall_s)
+        if not exited.done():
             kill("timeout")
-            await proc.wait()
+            await exited
+        proc.wait()  # it has exited: this only reaps it
         if killed_for:
             await _group_gone(proc.pid)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks), 10)  # EOF once the namespace is gone
     finally:
-        if proc.returncode is None:  # cancelled: take the namespace down with us
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if proc.returncode is None:  # cancelled: take the namespace down with us (`subprocess` reaps it later)
             _kill_sandbox(proc.pid)
+        for fd in fds:
+            os.close(fd)
         for task in tasks:
             task.cancel()
         for transport in transports:
