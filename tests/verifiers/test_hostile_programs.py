@@ -452,4 +452,4 @@ def test_no_stray_processes_or_cgroups_after_the_suite(outcomes):
     assert sandbox_processes() == []
     no_sleeper("")
     root = memory_cgroup_root()
-    assert root is None or not list(root.glob("thinktank-sandbox-*"))
+    assert root is None or not list(root.path.glob("thinktank-sandbox-*"))

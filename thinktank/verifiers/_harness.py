@@ -1,18 +1,23 @@
 """The half of the Python sandbox that runs inside the sandbox (stdlib only, never imports thinktank).
 
-`python_sandbox.py` starts it as ``unshare --net --pid --mount --ipc --fork --kill-child --mount-proc
-python -S -s -B -P -u _harness.py CONFIG_FD``, so it begins as PID 1 of fresh namespaces, still root. It then
+`python_sandbox.py` starts it as ``unshare [--user --map-current-user --keep-caps] --net --pid --mount --ipc
+--fork --kill-child --mount-proc python -S -s -B -P -u _harness.py CONFIG_FD``, so it begins as PID 1 of fresh
+namespaces, with every capability: as root (root mode) or as the invoking user in its own user namespace
+(rootless mode, the bracketed options). It then
 
 1. reads its job (a marshal dict) from CONFIG_FD and closes it;
-2. as root, joins the run's memory cgroup if there is one, makes every mount read-only and nosuid, puts a
-   size-capped private tmpfs on /tmp (also bound on /var/tmp and /dev/shm) and, if the interpreter lives under
-   a directory others cannot enter (/root/.pyenv), hides that directory behind a tmpfs holding only its prefix;
-3. forks the worker and stays behind as a reaper: it waits, then writes the worker's exit status and CPU time
-   to STATUS_FD, a pipe the worker closed first thing, and exits - which makes the kernel kill every process
-   left in the PID namespace;
-4. the worker sets rlimits, drops to the run's own uid with no groups and no_new_privs, chdirs to /tmp and runs
-   the candidate. It reports on REPORT_FD, one ``NONCE repr(dict)`` line per record, after each check and at
-   the end; the parent trusts nothing else.
+2. joins the run's memory cgroup if there is one, makes every mount read-only and nosuid, puts a size-capped
+   private tmpfs on /tmp (also bound on /var/tmp and /dev/shm) and an empty read-only tmpfs on each directory
+   of `hide` (/run; rootless: the user's home) and on the first directory above the interpreter others cannot
+   enter; if the interpreter's prefix lies under one of those, a read-only copy of just the prefix is put back;
+3. forks the worker and stays behind as a reaper: with every signal blocked (in rootless mode the worker has
+   the same uid and could signal it), it waits, then writes the worker's exit status and CPU time to STATUS_FD,
+   a pipe the worker closes before any candidate code runs, and exits - which makes the kernel kill every
+   process left in the PID namespace;
+4. the worker starts its own session, sets rlimits, then either drops to the run's own uid with no groups
+   (root mode) or drops every capability, bounding and ambient set included (rootless mode: there is only one
+   uid), sets no_new_privs, chdirs to /tmp and runs the candidate. It reports on REPORT_FD, one
+   ``NONCE repr(dict)`` line per record, after each check and at the end; the parent trusts nothing else.
 """
 
 import _signal
@@ -24,6 +29,7 @@ import math
 import os
 import resource
 import sys
+import time
 
 _PRISTINE = dict(builtins.__dict__)  # taken before any candidate code exists in this process
 _MATH = dict(vars(math))  # tests compare floats with math.isclose: patching it counts as tampering
@@ -33,7 +39,7 @@ _SEQUENCES = frozenset({list, tuple, set, frozenset, collections.deque})
 _PLAIN = frozenset({int, float, complex, str, bytes, bool, type(None)}) | _DICTS | _SEQUENCES
 _BUILTIN, _MODULE = type(len), type(sys)
 _OUT_CAP = 4096
-_AT_FDCWD, _AT_RECURSIVE = -100, 0x8000
+_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
 _MS_NOSUID, _MS_NODEV, _MS_BIND = 2, 4, 4096
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # same number on every architecture
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -70,35 +76,73 @@ def _locked_ancestor(path: str):
     return None
 
 
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _hidden(cfg: dict, prefix: str) -> list:
+    """The directories to cover with an empty tmpfs, outermost only, never / or one holding /tmp."""
+    wanted = [os.path.realpath(d) for d in cfg["hide"] if os.path.isdir(d)]
+    locked = _locked_ancestor(prefix)
+    wanted += [locked] if locked else []
+    scratch = ("/tmp", "/var/tmp", "/dev/shm")  # already private; a directory under them is gone by then
+    wanted = [d for d in wanted if not any(_under(t, d) or _under(d, t) for t in scratch)]
+    return sorted({d for d in wanted if not any(o != d and _under(d, o) for o in wanted)})
+
+
+def _setattr_readonly(dfd: int, path: bytes, extra_flags: int) -> None:
+    attr = _MountAttr(0x1 | 0x2, 0, 0, 0)  # MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, on every mount below
+    flags = ctypes.c_uint(_AT_RECURSIVE | extra_flags)
+    args = (ctypes.c_int(dfd), path, flags, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, *args), f"mount_setattr {path.decode() or 'prefix'}")
+
+
 def _isolate_filesystem(cfg: dict) -> None:
     if cfg["cgroup"]:  # join the run's memory cgroup ("0" = this process) while /sys is still writable
         with open(os.path.join(cfg["cgroup"], "cgroup.procs"), "w") as procs:
             procs.write("0")
     prefix = os.path.realpath(sys.base_prefix)
-    locked = _locked_ancestor(prefix)
+    hidden = _hidden(cfg, prefix)
+    covered = [d for d in hidden if _under(prefix, d)]
     tree = -1
-    if locked:  # detach a copy of the prefix before anything covers it
+    if covered:  # detach a read-only copy of the prefix before anything covers it
         flags = ctypes.c_uint(1 | 0o2000000 | _AT_RECURSIVE)  # OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
         tree = _check(_libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(_AT_FDCWD), prefix.encode(), flags), "open_tree")
-    attr = _MountAttr(0x1 | 0x2, 0, 0, 0)  # MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, on every mount below /
-    args = (ctypes.c_int(_AT_FDCWD), b"/", ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
-    _check(_libc.syscall(_SYS_MOUNT_SETATTR, *args), "mount_setattr")
-    uid = cfg["uid"]
-    opts = f"size={cfg['disk_bytes']},nr_inodes=4096,mode=0700,uid={uid},gid={uid}".encode()
+        _setattr_readonly(tree, b"", _AT_EMPTY_PATH)  # a detached copy is not below / for the call that follows
+    _setattr_readonly(_AT_FDCWD, b"/", 0)
+    opts = f"size={cfg['disk_bytes']},nr_inodes=4096,mode=0700,uid={cfg['uid']},gid={cfg['gid']}".encode()
     _mount(b"tmpfs", "/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, opts)
     for extra in ("/var/tmp", "/dev/shm"):
         if os.path.isdir(extra):
             _mount(b"/tmp", extra, None, _MS_BIND, None)
-    if locked:
-        _mount(b"tmpfs", locked, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1m,mode=0755")
-        os.makedirs(prefix, exist_ok=True)
-        move = (ctypes.c_int(tree), b"", ctypes.c_int(_AT_FDCWD), prefix.encode(), ctypes.c_uint(4))  # F_EMPTY_PATH
-        _check(_libc.syscall(_SYS_MOVE_MOUNT, *move), "move_mount")
-        os.close(tree)
+    for directory in hidden:
+        _mount(b"tmpfs", directory, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1m,nr_inodes=256,mode=0755")
+        if directory in covered:
+            os.makedirs(prefix, exist_ok=True)
+            move = (ctypes.c_int(tree), b"", ctypes.c_int(_AT_FDCWD), prefix.encode(), ctypes.c_uint(4))  # F_EMPTY_PATH
+            _check(_libc.syscall(_SYS_MOVE_MOUNT, *move), "move_mount")
+            os.close(tree)
+        _setattr_readonly(_AT_FDCWD, directory.encode(), 0)
+
+
+def _drop_capabilities() -> None:
+    """Rootless: the worker keeps the user's uid, so take away everything the user namespace granted."""
+    _check(_libc.prctl(47, 4, 0, 0, 0), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    with open("/proc/sys/kernel/cap_last_cap") as last:
+        for cap in range(int(last.read()) + 1):
+            _check(_libc.prctl(24, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable (x2): all empty
+    _check(_libc.capset(header, data), "capset")
+    with open("/proc/self/status") as status:
+        left = [line for line in status if line.startswith("Cap") and int(line.split()[1], 16)]
+    if left:
+        raise OSError(f"capabilities left after dropping them: {''.join(left).strip()}")
 
 
 def _confine(cfg: dict) -> None:
-    """rlimits first (as root, so hard limits stick), then the uid, then no way back via setuid binaries."""
+    """rlimits first (while privileged, so hard limits stick), then identity, then no way back via exec."""
+    os.setsid()  # its own process group: killpg(0) reaches nothing outside the run
     cpu = cfg["cpu_s"]
     for limit, value in (
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
@@ -108,13 +152,19 @@ def _confine(cfg: dict) -> None:
         (resource.RLIMIT_NOFILE, (256, 256)),
         (resource.RLIMIT_CORE, (0, 0)),
     ):
+        hard = resource.getrlimit(limit)[1]
+        if cfg["rootless"] and hard != resource.RLIM_INFINITY:  # cannot be raised without real privilege
+            value = (min(value[0], hard), min(value[1], hard))
         resource.setrlimit(limit, value)
-    os.setgroups([])
-    os.setgid(cfg["uid"])
-    os.setuid(cfg["uid"])
+    if cfg["rootless"]:
+        _drop_capabilities()
+    else:
+        os.setgroups([])
+        os.setgid(cfg["gid"])
+        os.setuid(cfg["uid"])
     _check(_libc.prctl(38, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
-    if keyctl:  # KEYCTL_JOIN_SESSION_KEYRING: a fresh, empty session keyring instead of root's (best effort)
+    if keyctl:  # KEYCTL_JOIN_SESSION_KEYRING: a fresh, empty session keyring instead of the caller's (best effort)
         _libc.syscall(keyctl, 1, None)
     os.chdir("/tmp")
     os.umask(0o077)
@@ -309,8 +359,18 @@ def _reporter(fd: int, nonce: str):
     return report
 
 
-def _worker(cfg: dict) -> None:
-    _confine(cfg)
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _worker(cfg: dict, status_fd: int) -> None:
+    try:
+        _confine(cfg)
+    except (OSError, ValueError) as exc:  # never run the candidate half-confined
+        _write_all(status_fd, f"setup worker: {exc}\n".encode())
+        os._exit(70)
+    os.close(status_fd)
     sys.argv = [""]
     sys.modules["__main__"] = type(sys)("__main__")  # `import __main__` must not hand out this harness's classes
     report = _reporter(cfg.pop("report_fd"), cfg.pop("nonce"))
@@ -322,9 +382,20 @@ def _worker(cfg: dict) -> None:
             pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
+def _reap(worker: int, deadline_s: int):
+    """Wait for the worker, reaping every orphan PID 1 inherits meanwhile; bounded even if the parent died."""
+    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/1/mem, environ or fd for a worker of the same uid
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())  # signals from the worker: never acted on
+    deadline = time.monotonic() + deadline_s
+    while True:
+        pid, status, usage = os.wait4(-1, os.WNOHANG)
+        if pid == worker:
+            return status, usage
+        if pid == 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os._exit(1)
+            _signal.sigtimedwait((_signal.SIGCHLD,), min(left, 1.0))
 
 
 def main() -> None:
@@ -338,24 +409,20 @@ def main() -> None:
     try:
         _isolate_filesystem(cfg)
     except OSError as exc:
-        _write_all(status_fd, f"setup {exc}".encode())
+        _write_all(status_fd, f"setup {exc}\n".encode())
         os._exit(0)
     worker = os.fork()
     if worker == 0:
-        os.close(status_fd)
         try:
-            _worker(cfg)
+            _worker(cfg, status_fd)
         except BaseException:
             sys.__excepthook__(*sys.exc_info())
             os._exit(70)
         os._exit(0)
     os.close(cfg["report_fd"])
-    _signal.signal(_signal.SIGALRM, lambda *_: os._exit(1))  # bounded even if the parent died without killing us
-    _signal.alarm(cfg["deadline_s"])
-    while True:  # PID 1 also inherits every orphan; reap them until the worker itself is done
-        pid, status, usage = os.wait4(-1, 0)
-        if pid == worker:
-            break
+    deadline_s = cfg["deadline_s"]
+    cfg.clear()  # the nonce is the worker's alone
+    status, usage = _reap(worker, deadline_s)
     cpu = usage.ru_utime + usage.ru_stime
     outcome = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
     _write_all(status_fd, f"{outcome} {cpu:.3f}".encode())

@@ -29,9 +29,10 @@ from thinktank.exceptions import ConfigError, VerificationError
 
 Status = Literal["ok", "error", "timeout", "killed", "memory", "output_limit", "exited", "tampered"]
 _HARNESS = str(Path(__file__).with_name("_harness.py"))
-_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
-_ENV |= {"PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"}  # fixed seed: set reprs compare across runs
-_NAMESPACES = ("--net", "--pid", "--mount", "--ipc", "--fork", "--kill-child", "--mount-proc")
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
+ENV |= {"PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"}  # fixed seed: set reprs compare across runs
+NAMESPACES = ("--net", "--pid", "--mount", "--ipc", "--fork", "--kill-child", "--mount-proc")
+ROOTLESS = ("--user", "--map-current-user", "--keep-caps")  # without root: the user's own user namespace first
 _MAX_CONFIG = 16 << 20
 _MAX_REPORT = 16 << 20
 _KINDS = ("loaded", "item", "done")
@@ -67,13 +68,14 @@ class SandboxRun:
     stderr_truncated: bool = False
     duration_s: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)
+    memory_cap: str = "rlimit"  # "cgroup-v1" / "cgroup-v2": all the run's processes together; "rlimit": each alone
 
     @property
     def done(self) -> dict[str, Any] | None:
         return self.records[-1] if self.records and self.records[-1].get("kind") == "done" else None
 
     def details(self) -> dict[str, Any]:
-        keys = ("status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated")
+        keys = ("status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "memory_cap")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -161,18 +163,88 @@ def error_reason(record: dict[str, Any], limits: SandboxLimits) -> str:
     return (f"{etype}: {msg}" if msg else f"{etype} at {where}" if where else etype)[:500]
 
 
-def memory_cgroup_root() -> Path | None:
-    """Our own cgroup-v1 memory cgroup, where each run gets a child capping all its processes together.
+@dataclass(frozen=True)
+class CgroupParent:
+    """The cgroup under which each run gets its own memory cgroup, and which cgroup version it belongs to."""
 
-    cgroup v2 is not attempted: creating children there needs a delegated subtree, which services rarely have.
-    Without a cgroup only the per-process rlimits apply (max_procs x memory_mb in the worst case).
+    path: Path
+    version: Literal[1, 2]
+
+    @property
+    def kind(self) -> str:
+        return f"cgroup-v{self.version}"
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK) and os.access(directory / "cgroup.procs", os.W_OK)
+
+
+def _words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
+
+
+def v1_memory_parent(proc_cgroup: str, mount: Path = Path("/sys/fs/cgroup/memory")) -> CgroupParent | None:
+    """Our own cgroup-v1 memory cgroup, if we may create children in it (root, or delegated to us by chown)."""
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            root = mount / path.lstrip("/")
+            return CgroupParent(root, 1) if _writable(root) else None
+    return None
+
+
+def v2_memory_parent(proc_cgroup: str, mount: Path, mount_root: str = "/") -> CgroupParent | None:
+    """The nearest cgroup-v2 cgroup, ours or above it, whose children get the memory controller and that we may
+    create children in and move processes into (root; or a subtree delegated to this user).
+
+    The kernel keeps processes out of cgroups that enable controllers for their children, so our own cgroup
+    qualifies only at the root of the hierarchy (which may hold processes; we enable memory there ourselves).
+    Otherwise it is the nearest ancestor that enables memory for its children and is writable: as root usually
+    our parent (the runs become siblings of our cgroup), for an ordinary user a subtree delegated to them.
+    """
+    own = next((line[3:] for line in proc_cgroup.splitlines() if line.startswith("0::")), None)
+    if own is None or not (own == mount_root or own.startswith(mount_root.rstrip("/") + "/")):
+        return None
+    top = mount.resolve()
+    here = (top / os.path.relpath(own, mount_root)).resolve()
+    if here != top and top not in here.parents:
+        return None
+    if here == top and "memory" in _words(top / "cgroup.controllers") and _writable(top):
+        with contextlib.suppress(OSError):
+            if "memory" not in _words(top / "cgroup.subtree_control"):
+                (top / "cgroup.subtree_control").write_text("+memory")
+            return CgroupParent(top, 2)
+    for directory in (here, *here.parents):
+        available = "memory" in _words(directory / "cgroup.controllers")
+        if available and "memory" in _words(directory / "cgroup.subtree_control") and _writable(directory):
+            return CgroupParent(directory, 2)
+        if directory == top:
+            break
+    return None
+
+
+def _cgroup2_mount(mountinfo: str) -> tuple[Path, str] | None:
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " in line and line.split(" - ", 1)[1].split()[0] == "cgroup2":
+            return Path(fields[4]), fields[3]
+    return None
+
+
+def memory_cgroup_root() -> CgroupParent | None:
+    """Where each run gets a memory cgroup capping all its processes together: cgroup v1 where our own memory
+    cgroup is writable (as before), else cgroup v2 (see `v2_memory_parent`), else None - then only the
+    per-process rlimits apply (max_procs x memory_mb in the worst case).
     """
     with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if "memory" in controllers.split(","):
-                root = Path("/sys/fs/cgroup/memory", path.lstrip("/"))
-                return root if os.access(root / "cgroup.procs", os.W_OK) else None
+        proc_cgroup = Path("/proc/self/cgroup").read_text()
+        found = v1_memory_parent(proc_cgroup)
+        if found is None and (mount := _cgroup2_mount(Path("/proc/self/mountinfo").read_text())):
+            found = v2_memory_parent(proc_cgroup, *mount)
+        return found
     return None
 
 
@@ -196,18 +268,28 @@ atexit.register(_remove_busy_cgroups)
 class MemoryCgroup:
     """One run's memory cgroup: created before the run, read for OOM kills and removed after it."""
 
-    def __init__(self, root: Path, name: str, limit_bytes: int) -> None:
-        self.path = root / name
+    def __init__(self, parent: CgroupParent, name: str, limit_bytes: int) -> None:
+        self.path, self.version, self.kind = parent.path / name, parent.version, parent.kind
         _BUSY_CGROUPS.discard(self.path)  # a name is only reused once no run in flight has it: ours now
         _remove_busy_cgroups()
         self.path.mkdir(exist_ok=True)
-        (self.path / "memory.limit_in_bytes").write_text(str(limit_bytes))
-        if (self.path / "memory.memsw.limit_in_bytes").exists():
-            (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))  # no swapping around it
+        try:
+            if self.version == 1:
+                (self.path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+                if (self.path / "memory.memsw.limit_in_bytes").exists():
+                    (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))  # no swapping around it
+            else:
+                (self.path / "memory.max").write_text(str(limit_bytes))
+                if (self.path / "memory.swap.max").exists():
+                    (self.path / "memory.swap.max").write_text("0")
+        except OSError:
+            self.remove()
+            raise
 
     def oom_kills(self) -> int:
+        events = "memory.oom_control" if self.version == 1 else "memory.events"
         with contextlib.suppress(OSError, ValueError, StopIteration):
-            lines = (self.path / "memory.oom_control").read_text().splitlines()
+            lines = (self.path / events).read_text().splitlines()
             return int(next(line for line in lines if line.startswith("oom_kill ")).split()[1])
         return 0
 
@@ -227,6 +309,7 @@ async def run_sandboxed(
     python: str,
     unshare: str,
     cgroup: MemoryCgroup | None,
+    rootless: bool = False,
 ) -> SandboxRun:
     """One harness run under fresh namespaces: hand over the job, drain every pipe, enforce wall and output limits.
 
@@ -249,8 +332,8 @@ async def run_sandboxed(
         if os.write(cfg_w, payload) != len(payload):  # the enlarged pipe holds the whole job: no writer task
             raise VerificationError("could not hand the job to the sandbox")
         proc = subprocess.Popen(
-            [unshare, *_NAMESPACES, python, "-S", "-s", "-B", "-P", "-u", _HARNESS, str(cfg_r)],
-            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=child_ends, env=_ENV, cwd="/",
+            [unshare, *(ROOTLESS if rootless else ()), *NAMESPACES, python, "-S", "-s", "-B", "-P", "-u", _HARNESS, str(cfg_r)],
+            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=child_ends, env=ENV, cwd="/",
             start_new_session=True,
         )  # fmt: skip
     except BaseException as exc:
@@ -320,18 +403,20 @@ async def run_sandboxed(
         for transport in transports:
             transport.close()
     run = SandboxRun("ok", "", duration_s=time.monotonic() - start, stdout=out.text(), stderr=err.text())
+    run.memory_cap = cgroup.kind if cgroup else "rlimit"
     run.stdout_truncated, run.stderr_truncated = out.total > lim.output_bytes, err.total > lim.output_bytes
     oom = cgroup.oom_kills() if cgroup else 0
-    _classify(run, lim, killed_for, bytes(report.buf), nonce, status.text().split(), oom)
+    _classify(run, lim, killed_for, bytes(report.buf), nonce, status.text(), oom)
     return run
 
 
 def _classify(
-    run: SandboxRun, lim: SandboxLimits, killed_for: str, report: bytes, nonce: str, status: list[str], oom: int
+    run: SandboxRun, lim: SandboxLimits, killed_for: str, report: bytes, nonce: str, status_line: str, oom: int
 ) -> None:
     """Fill status and reason from what the harness reported, how the worker ended, and what we did."""
-    if status[:1] == ["setup"]:
-        raise VerificationError(f"sandbox setup failed: {' '.join(status[1:])}")
+    if status_line.startswith("setup "):  # the harness or the worker could not confine the run: nothing ran
+        raise VerificationError(f"sandbox setup failed: {status_line.splitlines()[0][6:]}")
+    status = status_line.split()
     if len(status) == 3:
         value = int(status[1])
         run.signal, run.exit_code = (value, None) if status[0] == "signal" else (None, value)
@@ -364,5 +449,5 @@ def _classify(
         )
     elif killed_for:
         run.status, run.reason = "killed", "sandbox killed before reporting"
-    else:  # the reaper always reports unless killed, and the candidate cannot kill it (root, other uid)
+    else:  # the reaper always reports unless killed, and the candidate cannot kill it (other uid, or signals blocked)
         raise VerificationError(f"the sandbox did not start: {run.stderr.strip()[-500:] or 'no output'}")

@@ -6,19 +6,39 @@ Example::
     verdict = await sandbox.check_function(solution, test_code, entry_point="add")
     verdict.passed, verdict.reason          # (False, "AssertionError at <tests> line 3: assert candidate(1, 2) == 3")
 
-Each run is ``unshare --net --pid --mount --ipc`` + ``python -S -s -B -P -u _harness.py`` (see `_harness.py`):
+Each run is ``unshare --net --pid --mount --ipc`` + ``python -S -s -B -P -u _harness.py`` (see `_harness.py`), in
+one of two modes, picked by who we are:
 
-- identity: the worker drops from root to a uid no other run in flight has (from ``uid_base``; no groups,
-  no_new_privs), so runs cannot signal or read each other and RLIMIT_NPROC counts exactly one run's processes;
+- root mode (euid 0): the worker drops from root to a uid no other run in flight has (from ``uid_base``; no
+  groups), so runs cannot signal or read each other and RLIMIT_NPROC counts exactly one run's processes;
+- rootless mode (anyone else): ``unshare --user --map-current-user --keep-caps`` first, so the harness is the
+  invoking user with capabilities inside its own user namespace only; the worker then drops every capability
+  (effective, permitted, inheritable, ambient and the bounding set; checked, or the run does not start). There is
+  only one uid, so runs are kept apart by their PID, mount and IPC namespaces instead (a run sees no other
+  process; RLIMIT_NPROC counts per user namespace, i.e. per run, the reaper included). Needs unprivileged user
+  namespaces, probed once: without them (e.g. ``kernel.apparmor_restrict_unprivileged_userns=1``,
+  ``user.max_user_namespaces=0``) a VerificationError names the sysctl to change. There is no unsandboxed fallback.
+
+In both modes, for every run:
+
+- identity: no_new_privs; its own session (a killpg reaches only the run); a fresh, empty session keyring;
 - filesystem: every mount read-only and nosuid; /tmp (= cwd, HOME, TMPDIR; also /var/tmp, /dev/shm) is a fresh
-  size-capped tmpfs that disappears with the mount namespace; /root is hidden except the interpreter prefix;
+  size-capped tmpfs that disappears with the mount namespace; /run (sockets of system services) and ``hide``
+  are empty; so are, in rootless mode, the user's home ($HOME and the passwd entry's), and, in both, the first
+  directory above the interpreter that others cannot enter; the interpreter's prefix, if under one of those,
+  is put back read-only;
 - processes: private PID namespace with its own /proc, so other processes (and their environ) are invisible and
-  nothing outlives the run: when the reaper (PID 1) exits or is killed, the kernel kills the whole namespace;
-- no network: an empty network namespace (loopback down, no routes, no DNS); private SysV IPC;
+  nothing outlives the run: when the reaper (PID 1) exits or is killed, the kernel kills the whole namespace; the
+  reaper blocks every signal and is not dumpable, so a worker of the same uid can neither stop nor read it;
+- no network: an empty network namespace (loopback down, no routes, no DNS, no abstract unix sockets); private
+  SysV IPC;
 - limits: CPU seconds, address space, file size, processes/threads, open files, no core dumps; a memory cgroup
-  per run caps all its processes together where cgroup v1 allows it; the wall clock is enforced here (SIGKILL
-  to the reaper) and by the reaper itself if this process dies; stdin is /dev/null; the environment is a fixed
-  minimal dict (no keys or tokens); stdout/stderr keep the last `output_bytes` and the run is killed past 16x that.
+  per run caps all its processes together where one can be made (cgroup v1 where our memory cgroup is writable,
+  else a cgroup-v2 subtree that enables memory and is ours to write, see `memory_cgroup_root`), otherwise only
+  the per-process RLIMIT_AS applies; details["memory_cap"] says which ("cgroup-v1" / "cgroup-v2" / "rlimit");
+  the wall clock is enforced here (SIGKILL to the reaper, which takes the namespace down) and by the reaper
+  itself if this process dies; stdin is /dev/null; the environment is a fixed minimal dict (no keys or tokens);
+  stdout/stderr keep the last `output_bytes` and the run is killed past 16x that.
 
 What decides a pass: only records the harness writes on a dedicated pipe after the checks ran, each line prefixed
 with a per-run random nonce. Exit codes and stdout never count.
@@ -35,23 +55,35 @@ NOT defended: the tests run in the candidate's process (HumanEval semantics shar
 written against this harness can read the nonce from harness frames (sys._getframe, gc) or poke memory with
 ctypes and forge a record, or monkeypatch a stdlib module other than math that the tests call; classes a
 solution defines are not wrapped. Those take deliberate attacks on this code, not the reward-hacking tricks
-models produce. Outside the verdict: world-readable files stay readable (read-only), and there is no seccomp
-filter (a kernel exploit escapes). Requires root, as on CI and the dev machines.
+models produce. Outside the verdict: there is no seccomp filter (a kernel exploit escapes; so might a bug in
+user namespaces, which rootless mode relies on and which a run can also create for itself). Root mode: files and
+devices readable by everyone stay readable (read-only). Rootless mode, where the run *is* the user: whatever
+the user can read outside the hidden directories stays readable, e.g. a project checkout outside $HOME (pass it
+in ``hide``), and the user's supplementary groups stay in force (an unprivileged user namespace cannot drop
+them), e.g. /var/log for adm; the user's kernel keys are listed in /proc/keys (descriptions only: by default
+only their possessor may read them, and the run does not possess them); the reaper counts against max_procs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
+import pwd
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from thinktank.exceptions import VerificationError
 from thinktank.verifiers._sandbox_process import (
+    ENV,
+    NAMESPACES,
+    ROOTLESS,
     MemoryCgroup,
     SandboxLimits,
     SandboxRun,
@@ -64,10 +96,64 @@ from thinktank.verifiers.base import Verdict
 __all__ = ["PythonSandbox", "SandboxLimits", "SandboxRun"]
 
 _UIDS_IN_USE: set[int] = set()  # uids of the runs in flight in this process, whichever PythonSandbox started them
+# (sysctl file under /proc/sys, the value that forbids unprivileged user namespaces, the setting that allows them)
+_USERNS_SWITCHES = (
+    ("kernel/apparmor_restrict_unprivileged_userns", "1", "kernel.apparmor_restrict_unprivileged_userns=0"),
+    ("user/max_user_namespaces", "0", "user.max_user_namespaces=15000"),
+    ("kernel/unprivileged_userns_clone", "0", "kernel.unprivileged_userns_clone=1"),
+)
+
+
+@functools.cache
+def userns_probe(unshare: str) -> str:
+    """Empty if this user can build a rootless sandbox's namespaces, else why not. Probed once per process."""
+    try:
+        probe = subprocess.run(
+            [unshare, *ROOTLESS, *NAMESPACES, "true"],
+            stdin=subprocess.DEVNULL, capture_output=True, env=ENV, cwd="/", timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if probe.returncode == 0:
+        return ""
+    return probe.stderr.decode(errors="replace").strip()[-500:] or f"exit code {probe.returncode}"
+
+
+def _sysctl(name: str, proc_sys: Path = Path("/proc/sys")) -> str | None:
+    try:
+        return (proc_sys / name).read_text().strip()
+    except OSError:
+        return None
+
+
+def userns_error(problem: str) -> VerificationError:
+    """What to enable, naming the sysctl that is set against it when there is one."""
+    culprits = [fix for name, bad, fix in _USERNS_SWITCHES if _sysctl(name) == bad]
+    fixes = " and ".join(f"`sudo sysctl -w {fix}`" for fix in culprits) or "enabling unprivileged user namespaces " + (
+        "(" + ", ".join(f"`{fix}`" for _, _, fix in _USERNS_SWITCHES) + ", whichever this kernel has)"
+    )
+    return VerificationError(
+        "the Python sandbox needs root or unprivileged user namespaces, and this user cannot create them: "
+        f"`unshare {' '.join(ROOTLESS + NAMESPACES)} true` failed ({problem}). Fix: {fixes} (persist it in "
+        "/etc/sysctl.d/), or run as root. Generated code is never run without the sandbox."
+    )
+
+
+def _homes() -> list[str]:
+    """The invoking user's home directories (passwd entry and $HOME): hidden from rootless runs."""
+    homes = [os.environ.get("HOME", "")]
+    with contextlib.suppress(KeyError):
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    return sorted({home for home in homes if home.startswith("/") and home.rstrip("/")})
 
 
 class PythonSandbox:
-    """A bounded pool of sandboxed Python runs (default: one per CPU). Every method is a coroutine."""
+    """A bounded pool of sandboxed Python runs (default: one per CPU). Every method is a coroutine.
+
+    `mode` is "root" or "rootless" (see the module docstring); `hide` adds directories every run sees as empty,
+    e.g. a checkout outside $HOME in rootless mode; `python` is the interpreter of the runs (the runs' user must
+    be able to read its prefix; directories above it that this user cannot enter are hidden, the prefix put back).
+    """
 
     def __init__(
         self,
@@ -77,6 +163,7 @@ class PythonSandbox:
         python: str | None = None,
         uid_base: int = 1_500_000_000,
         strict_returns: bool = True,
+        hide: Sequence[str] = (),
     ) -> None:
         self.limits = limits or SandboxLimits()
         self.max_workers = max_workers or os.cpu_count() or 1
@@ -87,15 +174,18 @@ class PythonSandbox:
         if unshare is None:
             raise VerificationError("the Python sandbox needs util-linux `unshare` on PATH")
         self._unshare = unshare
-        if os.geteuid() != 0:
-            raise VerificationError("the Python sandbox needs root: each run drops to its own unprivileged uid")
+        self.mode: Literal["root", "rootless"] = "root" if os.geteuid() == 0 else "rootless"
+        if self.mode == "rootless" and (problem := userns_probe(unshare)):
+            raise userns_error(problem)
+        self.hide = ["/run", *(_homes() if self.mode == "rootless" else ()), *hide]
         self._cgroups = memory_cgroup_root()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sem: asyncio.Semaphore | None = None
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[int]:
-        """A worker from the pool, as the uid its run will have (unique across sandboxes and, by pid, processes)."""
+        """A worker from the pool, as the uid its run will have in root mode (unique across sandboxes and, by pid,
+        processes); it also names the run's memory cgroup."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a Semaphore belongs to one event loop
             self._loop, self._sem = loop, asyncio.Semaphore(self.max_workers)
@@ -125,9 +215,11 @@ class PythonSandbox:
                     cgroup = MemoryCgroup(self._cgroups, f"thinktank-sandbox-{uid}", (lim.memory_mb + lim.disk_mb) << 20)
                 except OSError:
                     self._cgroups = None  # not allowed here after all: rlimits only from now on
+            rootless = self.mode == "rootless"
+            ids = {"uid": os.getuid(), "gid": os.getgid()} if rootless else {"uid": uid, "gid": uid}
             try:
-                job = config | {"uid": uid, "cgroup": str(cgroup.path) if cgroup else ""}
-                return await run_sandboxed(job, lim, python=self.python, unshare=self._unshare, cgroup=cgroup)
+                job = config | ids | {"rootless": rootless, "hide": self.hide, "cgroup": str(cgroup.path) if cgroup else ""}
+                return await run_sandboxed(job, lim, python=self.python, unshare=self._unshare, cgroup=cgroup, rootless=rootless)
             finally:
                 if cgroup is not None:
                     cgroup.remove()
