@@ -2,17 +2,25 @@
 
 All cases run once, concurrently, in a module fixture (the pool is part of what is tested); each test then checks
 its own result plus the host-side evidence (files, processes, the loopback listener) after everything ran.
+
+Both sandbox modes: `root` runs here when we are root; `rootless` runs here when we are not, and, when we are
+root, in a pytest of these same modules run as an unprivileged user (`unprivileged.py`). That run makes the
+host-side checks as that user; its results then come back here, where every check runs again as root (files
+under /root, processes of every uid) and each case also needs the unprivileged run's own test to have passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,10 +29,12 @@ from thinktank.verifiers._sandbox_process import memory_cgroup_root
 from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.python_sandbox import PythonSandbox, SandboxLimits, SandboxRun
 
-from .sandbox_procs import pids_with_uid_in
+from . import unprivileged
+from .sandbox_procs import own_uids, pids_with_uid_in
 
-MARK = uuid.uuid4().hex[:12]
-SECRET = f"sk-test-{uuid.uuid4().hex}"
+SEED = os.environ.get("THINKTANK_HOSTILE_SEED") or uuid.uuid4().hex + uuid.uuid4().hex  # shared with the child run
+MARK = SEED[:12]
+SECRET = f"sk-test-{SEED[32:]}"
 SLEEP_MARK = f"987.{int(MARK, 16) % 10**9:09d}"  # a `sleep` argument no other process on the host has
 PROJECT = Path(__file__).resolve().parents[2]
 LIMITS = SandboxLimits(cpu_s=1, wall_s=3, memory_mb=256, file_size_mb=8, disk_mb=16, max_procs=16, output_bytes=16 * 1024)
@@ -43,6 +53,8 @@ class Case:
     reason: str  # regex the reason must match
     mode: str = "check"
     after: Callable[[str], None] | None = None  # host-side containment check, gets the captured stdout
+    rootless: tuple[str, str] | None = None  # (expect, reason) where rootless mode differs, harmlessly
+    needs_cgroup: bool = False  # only a memory cgroup can contain it (skipped where the cap is per process)
 
 
 def absent(*paths: str) -> Callable[[str], None]:
@@ -85,9 +97,11 @@ def _no_root_keys(stdout: str) -> None:
 
 
 def oom_killed(stdout: str) -> None:
-    if memory_cgroup_root() is None:
-        pytest.skip("no memory cgroup on this machine: only per-process limits apply")
     assert "-9" in stdout.split("codes")[1], "six 200 MB children fitted into a 272 MB cgroup?"
+
+
+def secret_not_printed(stdout: str) -> None:
+    assert SECRET not in stdout
 
 
 ALWAYS_EQUAL = "class Eq:\n    def __eq__(self, other):\n        return True\n    def __sub__(self, o):\n        return 0\n"
@@ -125,6 +139,7 @@ CASES = [
         r"^completed$",
         "run",
         oom_killed,
+        needs_cgroup=True,
     ),
     Case("deep_recursion", "def add(a, b):\n    return add(a, b)\n", "fail", r"^RecursionError: maximum recursion depth"),
     Case(
@@ -202,6 +217,23 @@ CASES = [
     ),
     Case("read_shadow", "print(open('/etc/shadow').read())\n", "error", r"^PermissionError: \[Errno 13\]", "run"),
     Case("read_reaper_memory", "open('/proc/1/mem', 'rb').read(16)\n", "error", r"^PermissionError", "run"),
+    # rootless runs have the user's own uid: the user's files must be out of sight, not just out of reach
+    Case(
+        "read_host_home",
+        "print(open('HOME_SECRET_FILE').read())\n",
+        "error",
+        r"^(FileNotFoundError|PermissionError)",
+        "run",
+        secret_not_printed,
+    ),
+    Case(
+        "unix_socket_in_home",
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('HOME_SOCKET')\n",
+        "error",
+        r"^(FileNotFoundError|PermissionError|ConnectionRefusedError)",
+        "run",
+    ),
+    Case("list_run", "import os\nprint(sorted(os.listdir('/run')))\n", "ok", r"^completed$", "run", printed("[]\n")),
     # secrets and other processes
     Case("env_secret", "import os\nprint(dict(os.environ))\n", "ok", r"^completed$", "run", no_secret),
     Case(
@@ -233,7 +265,24 @@ CASES = [
         printed("[(1, 'lo')]"),
     ),
     # signals and the parent
-    Case("kill_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", "error", r"^PermissionError", "run"),
+    Case(
+        "kill_parent",
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+        "error",
+        r"^PermissionError",
+        "run",
+        rootless=("ok", r"^completed$"),  # same uid, so allowed; but the kernel drops it: PID 1 of its namespace
+    ),
+    Case(
+        "signal_the_reaper",
+        "import os, signal, time\nfor sig in ('INT', 'TERM', 'HUP', 'ALRM', 'USR1', 'CHLD', 'STOP', 'KILL'):\n"
+        "    try:\n        os.kill(1, getattr(signal, 'SIG' + sig))\n    except OSError:\n        pass\n"
+        "time.sleep(0.5)\nprint('still here')\n",  # had the reaper died, the kernel would have killed us by now
+        "ok",
+        r"^completed$",
+        "run",
+        printed("still here"),
+    ),
     Case(
         "killpg_own_group",
         "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
@@ -269,7 +318,14 @@ CASES = [
         r"ValueError: not allowed to raise maximum limit",
         "run",
     ),
-    Case("setuid_root", "import os\nos.setuid(0)\n", "error", r"^PermissionError: \[Errno 1\] Operation not permitted", "run"),
+    Case(
+        "setuid_root",
+        "import os\nos.setuid(0)\n",
+        "error",
+        r"^PermissionError: \[Errno 1\] Operation not permitted",
+        "run",
+        rootless=("error", r"^OSError: \[Errno 22\] Invalid argument$"),  # uid 0 does not exist in its namespace
+    ),
     Case(
         "mount_attempt",
         "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.mount(b'none', b'/tmp', b'tmpfs', 0, None):\n"
@@ -396,16 +452,53 @@ def sandbox_processes() -> list[str]:
     return pids_with_uid_in(UID_BASE)
 
 
-@pytest.fixture(scope="module")
-def outcomes():
+NATIVE = "root" if os.geteuid() == 0 else "rootless"
+
+
+@dataclass
+class Outcomes:
+    mode: str
+    results: dict[str, Verdict | SandboxRun]
+    child: dict[str, tuple[str, str]] | None = None  # rootless run as another user: its outcome per test id
+    child_output: str = field(default="", repr=False)
+
+
+def _record(result: Verdict | SandboxRun) -> dict:
+    if isinstance(result, SandboxRun):
+        return {"run": True, "status": result.status, "reason": result.reason, "duration_s": result.duration_s,
+                "stdout": result.stdout, "memory_cap": result.memory_cap}  # fmt: skip
+    return {"run": False, "passed": result.passed, "score": result.score, "reason": result.reason,
+            "duration_s": result.duration_s, "details": {k: result.details.get(k) for k in ("stdout", "memory_cap")}}  # fmt: skip
+
+
+def _result(record: dict) -> Verdict | SandboxRun:
+    if record["run"]:
+        keys = ("status", "reason", "duration_s", "stdout", "memory_cap")
+        return SandboxRun(**{key: record[key] for key in keys})
+    return Verdict(record["passed"], record["reason"], record["score"], record["details"], record["duration_s"])
+
+
+def _run_here() -> dict[str, Verdict | SandboxRun]:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     port = listener.getsockname()[1]
+    home = Path(tempfile.mkdtemp(prefix=".thinktank-hostile-", dir=Path.home()))  # the user's own private files
+    (home / "secret").write_text(SECRET)
+    (home / "secret").chmod(0o600)
+    home_listener = socket.socket(socket.AF_UNIX)
+    home_listener.bind(str(home / "s.sock"))
+    home_listener.listen()
+    home_listener.setblocking(False)
+    (home / "s.sock").chmod(0o777)
+    placeholders = {"PORT_NUMBER": str(port), "HOME_SECRET_FILE": str(home / "secret"), "HOME_SOCKET": str(home / "s.sock")}
     os.environ["THINKTANK_TEST_SECRET"] = SECRET
     sandbox = PythonSandbox(LIMITS, max_workers=4, uid_base=UID_BASE)
+    assert sandbox.mode == NATIVE
 
     async def one(case: Case) -> Verdict | SandboxRun:
-        source = case.source.replace("PORT_NUMBER", str(port))
+        source = case.source
+        for placeholder, value in placeholders.items():
+            source = source.replace(placeholder, value)
         if case.mode == "run":
             return await sandbox.run(source)
         return await sandbox.check_function(source, TEST, "add")
@@ -415,13 +508,44 @@ def outcomes():
 
     try:
         results = asyncio.run(everything())
+        for server in (listener, home_listener):
+            with pytest.raises(BlockingIOError):
+                server.accept()  # nothing ever reached the listeners
     finally:
         del os.environ["THINKTANK_TEST_SECRET"]
-    with pytest.raises(BlockingIOError):
-        listener.accept()  # nothing ever reached the listener
-    listener.close()
-    yield dict(zip([c.name for c in CASES], results, strict=True))
-    assert sandbox_processes() == []
+        listener.close()
+        home_listener.close()
+        shutil.rmtree(home)
+    return dict(zip([c.name for c in CASES], results, strict=True))
+
+
+@pytest.fixture(scope="module", params=["root", "rootless"])
+def outcomes(request):
+    mode = request.param
+    if mode == NATIVE:
+        results = _run_here()
+        if out := os.environ.get("THINKTANK_TEST_OUT"):  # we are the unprivileged run: hand the results back
+            Path(out, "hostile.json").write_text(json.dumps({name: _record(r) for name, r in results.items()}))
+        yield Outcomes(mode, results)
+        assert sandbox_processes() == []
+        return
+    if mode == "root":
+        pytest.skip("root mode needs root")
+    if reason := unprivileged.skip_reason():
+        pytest.skip(reason)
+    child = unprivileged.sandbox_suite(SEED)
+    if "hostile.json" not in child.files:
+        pytest.fail(f"the unprivileged run reported no results:\n{child.output[-5000:]}")
+    results = {name: _result(record) for name, record in json.loads(child.files["hostile.json"]).items()}
+    yield Outcomes(mode, results, child.module("tests/verifiers/test_hostile_programs.py"), child.output)
+    assert pids_with_uid_in(unprivileged.UID, 1) == []
+
+
+def _child_passed(outcomes: Outcomes, test_id: str) -> None:
+    """When the rootless results come from the unprivileged run, its own test of the same id must have passed."""
+    if outcomes.child is not None:
+        outcome, message = outcomes.child.get(f"tests/verifiers/test_hostile_programs.py::{test_id}", ("missing", ""))
+        assert outcome == "passed", f"as the unprivileged user: {outcome}\n{message or outcomes.child_output[-3000:]}"
 
 
 def test_there_are_at_least_30_hostile_programs():
@@ -429,27 +553,33 @@ def test_there_are_at_least_30_hostile_programs():
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_hostile_program_is_contained(case: Case, outcomes):
-    result = outcomes[case.name]
+def test_hostile_program_is_contained(case: Case, outcomes: Outcomes, request):
+    _child_passed(outcomes, request.node.name)
+    result = outcomes.results[case.name]
+    expect, reason = case.rootless if outcomes.mode == "rootless" and case.rootless else (case.expect, case.reason)
     if case.mode == "run":
         assert isinstance(result, SandboxRun)
-        assert result.status in case.expect.split("|"), result
-        stdout = result.stdout
+        assert result.status in expect.split("|"), result
+        stdout, memory_cap = result.stdout, result.memory_cap
     else:
         assert isinstance(result, Verdict)
-        assert result.passed is (case.expect == "pass"), result
+        assert result.passed is (expect == "pass"), result
         assert result.score == (1.0 if result.passed else 0.0)
-        stdout = result.details.get("stdout", "")
-    assert re.search(case.reason, result.reason), f"{case.name}: unexpected reason {result.reason!r}"
+        stdout, memory_cap = result.details.get("stdout", ""), result.details["memory_cap"]
+    assert re.search(reason, result.reason), f"{case.name}: unexpected reason {result.reason!r}"
     assert result.duration_s < LIMITS.wall_s + 2
+    if case.needs_cgroup and memory_cap == "rlimit":
+        pytest.skip("no memory cgroup for these runs: only per-process limits apply")
     if case.after:
         case.after(stdout)
     assert sandbox_processes() == [], "a sandboxed process outlived its run"
 
 
-def test_no_stray_processes_or_cgroups_after_the_suite(outcomes):
-    assert len(outcomes) == len(CASES)
+def test_no_stray_processes_or_cgroups_after_the_suite(outcomes: Outcomes, request):
+    _child_passed(outcomes, request.node.name)
+    assert len(outcomes.results) == len(CASES)
     assert sandbox_processes() == []
     no_sleeper("")
     root = memory_cgroup_root()
-    assert root is None or not list(root.path.glob("thinktank-sandbox-*"))
+    ours = {f"thinktank-sandbox-{uid}" for uid in own_uids(UID_BASE)}
+    assert root is None or not [path for path in root.path.glob("**/thinktank-sandbox-*") if path.name in ours]

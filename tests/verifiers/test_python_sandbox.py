@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import uuid
@@ -9,11 +10,14 @@ import uuid
 import pytest
 
 from thinktank.exceptions import ConfigError, VerificationError
+from thinktank.verifiers._sandbox_process import memory_cgroup_root
 from thinktank.verifiers.python_sandbox import PythonSandbox, SandboxLimits
 
+from . import test_hostile_programs, unprivileged
 from .sandbox_procs import pids_with_uid_in
 
 UID_BASE = 1_700_000_000
+ROOTLESS = os.geteuid() != 0
 SOLUTION = '''
 def running_max(xs):
     """Running maximum of a list."""
@@ -166,19 +170,27 @@ async def test_each_run_gets_a_fresh_private_tmp_that_disappears(sandbox):
 async def test_identity_limits_and_environment(sandbox):
     probe = (
         "import os, resource, sys\n"
-        "print(os.getuid(), os.getgid(), os.getgroups(), sorted(os.environ), repr(sys.stdin.read()))\n"
+        "print(os.getuid(), os.getgid(), str(os.getgroups()).replace(' ', ''), sorted(os.environ), repr(sys.stdin.read()))\n"
         "print([line for line in open('/proc/self/status') if line.startswith('NoNewPrivs')][0].split()[1])\n"
         "print(*(resource.getrlimit(getattr(resource, 'RLIMIT_' + n))[1] for n in ('CPU', 'AS', 'FSIZE', 'NPROC')))\n"
     )
+    probe += "print(*(line.split()[1] for line in open('/proc/self/status') if line.startswith('Cap')))\n"
     run = await sandbox.run(probe)
-    ids, nnp, limits = run.stdout.splitlines()
-    uid, gid, rest = ids.split(" ", 2)
-    assert UID_BASE <= int(uid) < UID_BASE + (1 << 24) and gid == uid
-    assert rest == "[] ['HOME', 'LANG', 'LC_ALL', 'PATH', 'PYTHONHASHSEED', 'PYTHONIOENCODING', 'TMPDIR'] ''"
+    ids, nnp, limits, caps = run.stdout.splitlines()
+    uid, gid, groups, rest = ids.split(" ", 3)
+    if ROOTLESS:  # the user's own ids; supplementary groups cannot be dropped unprivileged, they show as 65534
+        assert (int(uid), int(gid)) == (os.getuid(), os.getgid())
+        assert set(ast.literal_eval(groups)) <= {65534, os.getgid()}
+    else:
+        assert UID_BASE <= int(uid) < UID_BASE + (1 << 24) and gid == uid and groups == "[]"
+    assert rest == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'PYTHONHASHSEED', 'PYTHONIOENCODING', 'TMPDIR'] ''"
     assert nnp == "1"
     assert limits == f"4 {512 << 20} {16 << 20} 32"  # cpu_s=3 -> hard limit 3 + 1
+    assert caps.split() == ["0000000000000000"] * 5 or not ROOTLESS  # inheritable ... ambient: nothing left
+    assert sandbox.mode == ("rootless" if ROOTLESS else "root")
 
 
+@pytest.mark.skipif(ROOTLESS, reason="rootless runs share the user's uid: the namespaces keep them apart")
 async def test_concurrent_runs_of_two_sandboxes_get_distinct_uids():
     first, second = (PythonSandbox(max_workers=2, uid_base=UID_BASE) for _ in range(2))
     program = "import os, time\ntime.sleep(0.3)\nprint(os.getuid())\n"
@@ -238,6 +250,32 @@ async def test_a_sandbox_that_cannot_start_is_a_verification_error():
     broken = PythonSandbox(python="/nonexistent/python3", max_workers=1, uid_base=UID_BASE)
     with pytest.raises(VerificationError, match="the sandbox did not start: .*/nonexistent/python3"):
         await broken.run("print(1)")
+
+
+async def test_the_memory_cap_is_named_in_the_details(sandbox):
+    verdict = await sandbox.check_function(SOLUTION, TESTS, "running_max")
+    parent = memory_cgroup_root()
+    assert verdict.details["memory_cap"] == (parent.kind if parent else "rlimit")
+    sandbox._cgroups = None  # what a host without a usable memory cgroup gets
+    run = await sandbox.run("x = bytearray(10**10)\n")
+    assert (run.status, run.memory_cap, run.details()["memory_cap"]) == ("memory", "rlimit", "rlimit")
+
+
+def test_the_sandbox_tests_pass_as_an_unprivileged_user(request):
+    """As root, this module and the hostile suite also run as a dropped user, in rootless mode, for real."""
+    if reason := unprivileged.skip_reason():
+        pytest.skip(reason)
+    child = unprivileged.sandbox_suite(test_hostile_programs.SEED)
+    results = child.module("tests/verifiers/test_python_sandbox.py")
+    ours = {item.nodeid for item in request.session.items if item.path == request.node.path}
+    assert ours <= set(results), f"not run as the unprivileged user: {sorted(ours - set(results))}\n{child.output[-5000:]}"
+    skipped = {test for test, (outcome, _) in results.items() if outcome == "skipped"}
+    assert skipped <= {
+        "tests/verifiers/test_python_sandbox.py::test_concurrent_runs_of_two_sandboxes_get_distinct_uids",
+        "tests/verifiers/test_python_sandbox.py::test_the_sandbox_tests_pass_as_an_unprivileged_user",
+    }, unprivileged.failures({test: results[test] for test in skipped})
+    failed = {test: result for test, result in results.items() if result[0] not in ("passed", "skipped")}
+    assert not failed, unprivileged.failures(failed)
 
 
 def test_limits_are_validated():
