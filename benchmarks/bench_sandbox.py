@@ -1,9 +1,14 @@
 """Throughput of the Python sandbox on HumanEval-sized programs (~20-line solution, ~10 asserts in check()).
 
-    .venv/bin/python benchmarks/bench_sandbox.py --count 200 [--workers N]
+    .venv/bin/python benchmarks/bench_sandbox.py --count 200 [--workers N] [--mode root|rootless] [--python PATH]
 
 Prints programs/second and p50/p95 latency for `PythonSandbox.check_function` with the default pool
 (one worker per CPU). Every program here is correct, so the run also fails loudly if any verdict is not a pass.
+
+--mode: the sandbox mode follows who runs this (root: root mode; anyone else: rootless). As root, `--mode
+rootless` re-runs this script as an unprivileged uid the way the tests do (tests/verifiers/unprivileged.py:
+a system Python of this version, the checkout bind-mounted read-only into that user's home, a delegated
+memory cgroup where there is one). --python: the interpreter the sandboxed runs use (default: this one).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import asyncio
 import os
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from thinktank.verifiers.python_sandbox import PythonSandbox
 
@@ -217,14 +224,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def bench(count: int, workers: int | None) -> None:
-    sandbox = PythonSandbox(max_workers=workers)
+async def bench(count: int, workers: int | None, python: str | None) -> None:
+    sandbox = PythonSandbox(max_workers=workers, python=python)
     jobs = [PROGRAMS[i % len(PROGRAMS)] for i in range(count)]
     latencies: list[float] = []  # one sandboxed run, spawn to exit (queueing for a worker not included)
+    caps: set[str] = set()  # details["memory_cap"] of every verdict
 
     async def one(entry: str, solution: str, tests: str) -> bool:
         verdict = await sandbox.check_function(solution, tests, entry)
         latencies.append(verdict.duration_s)
+        caps.add(verdict.details["memory_cap"])
         return verdict.passed
 
     await one(*PROGRAMS[0])  # warm the page cache once
@@ -234,6 +243,7 @@ async def bench(count: int, workers: int | None) -> None:
     passed = await asyncio.gather(*(one(*job) for job in jobs))
     elapsed = time.perf_counter() - started
     cpu_ms = (_cpu_seconds() - cpu_before) / count * 1000
+    print(f"mode: {sandbox.mode} (uid {os.getuid()})  interpreter: {sandbox.python}  memory cap: {', '.join(sorted(caps))}")
     print(f"programs: {count}  workers: {sandbox.max_workers}  cpus: {os.cpu_count()}  load avg: {os.getloadavg()[0]:.2f}")
     print(f"throughput: {count / elapsed:.1f} programs/s  (wall {elapsed:.2f}s)")
     print(f"latency per run: p50 {statistics.median(latencies) * 1000:.0f} ms  p95 {percentile(latencies, 0.95) * 1000:.0f} ms")
@@ -248,8 +258,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None, help="default: os.cpu_count()")
+    parser.add_argument("--mode", choices=("root", "rootless"), default=None, help="default: who runs this")
+    parser.add_argument("--python", default=None, help="interpreter of the sandboxed runs (default: this one)")
     args = parser.parse_args()
-    asyncio.run(bench(args.count, args.workers))
+    native = "root" if os.geteuid() == 0 else "rootless"
+    if args.mode == "root" and native != "root":
+        raise SystemExit("root mode needs root")
+    if args.mode == "rootless" and native == "root":
+        raise SystemExit(_as_unprivileged_user(sys.argv[1:]))
+    asyncio.run(bench(args.count, args.workers, args.python))
+
+
+def _as_unprivileged_user(argv: list[str]) -> int:
+    project = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(project))
+    from tests.verifiers import unprivileged
+
+    if reason := unprivileged.skip_reason():
+        raise SystemExit(f"cannot run rootless as another user here: {reason}")
+    child = unprivileged.run_python([str(Path(__file__).relative_to(project)), *argv])
+    print(child.output, end="")
+    return child.returncode
 
 
 if __name__ == "__main__":
