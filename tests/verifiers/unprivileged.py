@@ -126,7 +126,8 @@ def run_python(args: Sequence[str], env: dict[str, str] | None = None, timeout: 
     site = sysconfig.get_paths()["purelib"]
     child_env = {
         "HOME": HOME, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": f"{HOME}/project:{HOME}/site-packages", "THINKTANK_TEST_OUT": str(out), **(env or {}),
+        "PYTHONPATH": f"{HOME}/project:{HOME}/site-packages", "THINKTANK_TEST_OUT": str(out), "TMPDIR": str(out),
+        **(env or {}),
     }  # fmt: skip
     with _delegated_memory_cgroup() as cgroup:
         script = "\n".join(
