@@ -7,7 +7,8 @@
    2-sample generation, cancel it after 0.5-2.5 s while polling /metrics every 0.2 s (as monitoring does), and
    time until the server's `requests_processing` is 0 again. Passing = stopped within 2 s.
 2. adaptive-vote on `--problems` HumanEval problems, no cache; with `--lookahead k` it launches k waves ahead
-   and cancels those still running when it stops (the preset, k = 0, has nothing in flight to cancel):
+   and cancels those still running when it stops (the preset, k = 0, has nothing in flight to cancel);
+   `--per-sample-calls` sends each sample as its own (non-streamed) call, as on a `backend start` server:
    tokens the server generated (`llamacpp:tokens_predicted_total`) vs the completion tokens thinktank accounts
    for. Cancelled calls are accounted as 0 tokens, so the gap is what cancelled calls generated, before and
    after the cancel.
@@ -34,11 +35,13 @@ from thinktank.types import GenerationRequest
 
 
 async def idle(server: LlamaServer, patience_s: float) -> bool:
+    """Wait for a quiet server, polling slowly: an unpatched server checks for hung-up clients only after 1 s
+    without any result posted, and faster polls would keep it from ever noticing."""
     deadline = time.monotonic() + patience_s
     while (await asyncio.to_thread(server_metrics, server.base_url))["llamacpp:requests_processing"] > 0:
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)
     return True
 
 
@@ -64,7 +67,7 @@ async def stop_time(server: LlamaServer, shared_call: bool, cancel_after_s: floa
     return float("inf")
 
 
-async def adaptive_gap(server: LlamaServer, problems: int, lookahead: int) -> tuple[float, int, int]:
+async def adaptive_gap(server: LlamaServer, problems: int, lookahead: int, per_sample: bool) -> tuple[float, int, int]:
     """adaptive-vote as shipped (`lookahead` 0: one wave at a time, nothing to cancel) or launching waves ahead."""
     with tempfile.TemporaryDirectory() as spec_dir:
         spec = Path(spec_dir) / "adaptive.yaml"
@@ -74,7 +77,7 @@ async def adaptive_gap(server: LlamaServer, problems: int, lookahead: int) -> tu
         )
         arch = load_architecture("adaptive-vote" if lookahead == 0 else str(spec), [server.model])
     tasks = get_task("humaneval").load(limit=problems)
-    async with server.backend() as backend:
+    async with server.backend(**({"max_n_per_call": 1} if per_sample else {})) as backend:
         engine = Engine({server.model: backend})
         with tempfile.TemporaryDirectory() as run_dir:
             store = RunStore(Path(run_dir))
@@ -99,6 +102,9 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--problems", type=int, default=10, help="HumanEval problems for part 2 (0 skips it)")
     parser.add_argument("--lookahead", type=int, default=0, help="adaptive waves launched ahead (0 = the preset)")
+    parser.add_argument(
+        "--per-sample-calls", action="store_true", help="part 2 sends one call per sample, as on a `backend start` server"
+    )
     parser.add_argument("--binary", type=Path, default=None, help="llama-server to test (default: thinktank's build)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -114,9 +120,10 @@ async def main() -> None:
             print(f"{mode}: stopped within 2 s in {ok}/{len(times)} runs (median {median}, worst {worst})", flush=True)
     if args.problems:
         async with LlamaServer(args.model, slots=4, binary=args.binary) as server:
-            generated, accounted, cancelled = await adaptive_gap(server, args.problems, args.lookahead)
+            generated, accounted, cancelled = await adaptive_gap(server, args.problems, args.lookahead, args.per_sample_calls)
+        calls = ", one call per sample" if args.per_sample_calls else ""
         print(
-            f"adaptive-vote (lookahead {args.lookahead}) on {args.problems} HumanEval problems ({args.model}):"
+            f"adaptive-vote (lookahead {args.lookahead}{calls}) on {args.problems} HumanEval problems ({args.model}):"
             f" server generated {generated:.0f} tokens,"
             f" thinktank accounts {accounted}; {cancelled} cancelled calls generated {generated - accounted:.0f}"
             f" ({(generated - accounted) / max(generated, 1):.1%} of the server's tokens)"
