@@ -32,18 +32,24 @@ def eval_cmd(run_dir, arch):
             "--arch", str(arch), "--run-dir", str(run_dir), "--no-cache", "--concurrency", "2", "--slots", "2"]  # fmt: skip
 
 
-def test_killed_eval_resumes_with_nothing_lost_or_duplicated(tmp_path):
+def start_eval_until_three_done(tmp_path, env):
+    """A short eval started in the background and left running once 3 problems are committed."""
     arch = tmp_path / "short.yaml"
     arch.write_text("name: short\nlayers:\n  - generate: {n: 1, temperature: 0.0, max_tokens: 48}\n")
     run_dir, db = tmp_path / "run", tmp_path / "run" / "results.sqlite"
-    servers_before = llama_server_pids()
-    env = dict(os.environ, COLUMNS="200")
     proc = subprocess.Popen(eval_cmd(run_dir, arch), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 240
     while len(rows(db)) < 3:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "eval made no progress"
         time.sleep(0.1)
+    return proc, arch, run_dir, db
+
+
+def test_killed_eval_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    servers_before = llama_server_pids()
+    env = dict(os.environ, COLUMNS="200")
+    proc, arch, run_dir, db = start_eval_until_three_done(tmp_path, env)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_at_kill = rows(db)
@@ -67,17 +73,9 @@ def test_killed_eval_resumes_with_nothing_lost_or_duplicated(tmp_path):
 
 def test_a_server_killed_mid_eval_stops_the_run_with_its_exit_status_and_log(tmp_path):
     """The engine dies (OOM killer, kill -9): the run stops at once naming the server's fate and log; a re-run resumes."""
-    arch = tmp_path / "short.yaml"
-    arch.write_text("name: short\nlayers:\n  - generate: {n: 1, temperature: 0.0, max_tokens: 48}\n")
-    run_dir, db = tmp_path / "run", tmp_path / "run" / "results.sqlite"
     servers_before = llama_server_pids()
     env = dict(os.environ, COLUMNS="400")
-    proc = subprocess.Popen(eval_cmd(run_dir, arch), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 240
-    while len(rows(db)) < 3:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "eval made no progress"
-        time.sleep(0.1)
+    proc, arch, run_dir, db = start_eval_until_three_done(tmp_path, env)
     (server,) = llama_server_pids() - servers_before
     os.kill(server, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
