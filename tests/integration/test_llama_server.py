@@ -177,7 +177,10 @@ def test_ctrl_c_during_ask_leaves_no_server():
     while not (llama_server_pids() - before):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.2)
-    time.sleep(2.0)  # let it get into generation
+    log = LlamaServer(SMALL_MODEL).log_path
+    while "launch_slot_" not in (log.read_text(errors="replace") if log.exists() else ""):  # generation has begun
+        assert time.monotonic() < deadline + 60 and proc.poll() is None
+        time.sleep(0.05)
     assert proc.poll() is None, "the answer finished before Ctrl-C: the test needs a longer generation"
     proc.send_signal(signal.SIGINT)
     try:
