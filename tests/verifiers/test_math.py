@@ -175,6 +175,14 @@ async def test_agrade_matches_grade() -> None:
     assert verdict.passed
 
 
+@pytest.mark.parametrize("text", ["i/0", "x/0", "(1+i)/0", "i/0+1", "-x/0", "0/0"])
+def test_division_by_zero_is_text_not_a_value(text: str) -> None:
+    # zoo*i - zoo*i is nan, so as a sympy value "i/0" would not equal itself (hypothesis found this in CI)
+    assert answers_equivalent(text, text)
+    assert not answers_equivalent(text, "0")
+    assert not answers_equivalent("1/0", "2/0")
+
+
 @settings(max_examples=200, deadline=2000)
 @given(st.text(alphabet="0123456789e^*/()+-. xpisqrt!,%$\\{}", max_size=40))
 def test_arbitrary_answers_never_raise_or_hang(text: str) -> None:

@@ -162,7 +162,9 @@ def _safe_sympy(s: str) -> sympy.Expr | None:
         )
     except Exception:  # sympy raises a zoo of types (SyntaxError, TokenError, TypeError...) for malformed input
         return None
-    return expr if isinstance(expr, sympy.Expr) else None
+    if not isinstance(expr, sympy.Expr) or expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return None  # a division by zero is not a value (and zoo*x - zoo*x is nan, so it would not equal itself)
+    return expr
 
 
 def _parse(s: str) -> sympy.Expr | None:
