@@ -180,7 +180,11 @@ def test_division_by_zero_is_text_not_a_value(text: str) -> None:
     # zoo*i - zoo*i is nan, so as a sympy value "i/0" would not equal itself (hypothesis found this in CI)
     assert answers_equivalent(text, text)
     assert not answers_equivalent(text, "0")
+
+
+def test_different_divisions_by_zero_differ() -> None:
     assert not answers_equivalent("1/0", "2/0")
+    assert not answers_equivalent("x/0", "y/0")
 
 
 @settings(max_examples=200, deadline=2000)
