@@ -110,7 +110,8 @@ def test_data_is_shaped_so_filters_joins_and_groups_are_non_trivial(tmp_path: Pa
     for path in paths:
         assert rows(path, PETS_JOIN)[0][0] >= 1  # planted literals + keys that favour them make the 3-way join hit
         assert rows(path, "SELECT count(*) FROM Has_Pet WHERE StuID IN (SELECT StuID FROM Student)")[0][0] >= 1
-        assert rows(path, "SELECT count(*) FROM Student WHERE sex <> 'F' OR sex IS NULL")[0][0] >= 0
+        if rows(path, "SELECT count(*) FROM Student")[0][0] > 2:  # all but the one- or two-row edge-case variant
+            assert rows(path, "SELECT count(*) FROM Student WHERE sex <> 'F' OR sex IS NULL")[0][0] >= 1  # sex = 'F' drops rows
     sizes = [rows(p, "SELECT count(*) FROM Student")[0][0] for p in paths]
     assert len(set(sizes)) > 1  # variants differ
     groups = [max(n for (n,) in rows(p, "SELECT count(*) FROM Student GROUP BY Age")) for p in paths]
