@@ -1,7 +1,7 @@
 """Find host processes that belong to sandboxed runs: proof that nothing outlived a run.
 
-Root mode: every run has a uid from this process's block of the sandbox's range (see `PythonSandbox._slot`; other
-processes' sandboxes, e.g. a concurrent test run, use other blocks). Rootless mode: runs keep our own uid, but
+Root mode: every run has a uid leased from the sandbox's range (see `_uid_leases.py`); the test modules derive
+their `uid_base` from the pid (`per_process_uid_base`), so a concurrent test run's runs are not counted as ours. Rootless mode: runs keep our own uid, but
 live in a PID namespace below ours (a longer NSpid line than our own).
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from thinktank.verifiers._uid_leases import DEFAULT_SPAN
 
 
 def _fields(pid: str | int) -> tuple[int, int]:
@@ -19,10 +21,14 @@ def _fields(pid: str | int) -> tuple[int, int]:
     return uid, depth
 
 
+def per_process_uid_base(first: int) -> int:
+    """A `uid_base` from `first` that concurrent test processes rarely share (leases keep runs apart if they do)."""
+    return first + (os.getpid() % 4096) * DEFAULT_SPAN
+
+
 def own_uids(uid_base: int) -> range:
-    """The block of run uids `PythonSandbox(uid_base=...)` hands out in this process (they also name its cgroups)."""
-    first = uid_base + (os.getpid() % 65536) * 256
-    return range(first, first + 256)
+    """The run uids `PythonSandbox(uid_base=...)` hands out (they also name its cgroups)."""
+    return range(uid_base, uid_base + DEFAULT_SPAN)
 
 
 def pids_with_uid_in(uid_base: int, span: int = 0) -> list[str]:

@@ -30,7 +30,7 @@ from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.python_sandbox import PythonSandbox, SandboxLimits, SandboxRun
 
 from . import unprivileged
-from .sandbox_procs import own_uids, pids_with_uid_in
+from .sandbox_procs import own_uids, per_process_uid_base, pids_with_uid_in
 
 SEED = os.environ.get("THINKTANK_HOSTILE_SEED") or uuid.uuid4().hex + uuid.uuid4().hex  # shared with the child run
 MARK = SEED[:12]
@@ -39,7 +39,7 @@ SLEEP_MARK = f"987.{int(MARK, 16) % 10**9:09d}"  # a `sleep` argument no other p
 PROJECT = Path(__file__).resolve().parents[2]
 LIMITS = SandboxLimits(cpu_s=1, wall_s=3, memory_mb=256, file_size_mb=8, disk_mb=16, max_procs=16, output_bytes=16 * 1024)
 
-UID_BASE = 1_600_000_000
+UID_BASE = per_process_uid_base(1_600_000_000)
 TEST = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-9\n"
 WRONG = "def add(a, b):\n    return a - b\n"
 RIGHT = "def add(a, b):\n    return a + b\n"

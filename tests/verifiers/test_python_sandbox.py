@@ -14,9 +14,9 @@ from thinktank.verifiers._sandbox_process import memory_cgroup_root
 from thinktank.verifiers.python_sandbox import PythonSandbox, SandboxLimits
 
 from . import test_hostile_programs, unprivileged
-from .sandbox_procs import pids_with_uid_in
+from .sandbox_procs import per_process_uid_base, pids_with_uid_in
 
-UID_BASE = 1_700_000_000
+UID_BASE = per_process_uid_base(1_700_000_000)
 ROOTLESS = os.geteuid() != 0
 SOLUTION = '''
 def running_max(xs):

@@ -91,11 +91,11 @@ from thinktank.verifiers._sandbox_process import (
     memory_cgroup_root,
     run_sandboxed,
 )
+from thinktank.verifiers._uid_leases import UidLeases
 from thinktank.verifiers.base import Verdict
 
 __all__ = ["PythonSandbox", "SandboxLimits", "SandboxRun"]
 
-_UIDS_IN_USE: set[int] = set()  # uids of the runs in flight in this process, whichever PythonSandbox started them
 # (sysctl file under /proc/sys, the value that forbids unprivileged user namespaces, the setting that allows them)
 _USERNS_SWITCHES = (
     ("kernel/apparmor_restrict_unprivileged_userns", "1", "kernel.apparmor_restrict_unprivileged_userns=0"),
@@ -169,6 +169,7 @@ class PythonSandbox:
         self.max_workers = max_workers or os.cpu_count() or 1
         self.python = python or sys.executable
         self.uid_base = uid_base
+        self._uids = UidLeases(uid_base)
         self.strict_returns = strict_returns
         unshare = shutil.which("unshare")
         if unshare is None:
@@ -184,22 +185,15 @@ class PythonSandbox:
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[int]:
-        """A worker from the pool, as the uid its run will have in root mode (unique across sandboxes and, by pid,
-        processes); it also names the run's memory cgroup."""
+        """A worker from the pool, as the uid its run will have in root mode (leased: no other run in flight, in any
+        process, has it); it also names the run's memory cgroup."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a Semaphore belongs to one event loop
             self._loop, self._sem = loop, asyncio.Semaphore(self.max_workers)
         assert self._sem is not None
         async with self._sem:
-            first = self.uid_base + (os.getpid() % 65536) * 256
-            uid = next((u for u in range(first, first + 256) if u not in _UIDS_IN_USE), None)
-            if uid is None:
-                raise VerificationError("more than 256 sandboxed runs at once in one process")
-            _UIDS_IN_USE.add(uid)
-            try:
+            with self._uids.lease() as uid:
                 yield uid
-            finally:
-                _UIDS_IN_USE.discard(uid)
 
     async def _execute(self, mode: str, **job: Any) -> SandboxRun:
         lim = self.limits
