@@ -8,7 +8,7 @@ import re
 import pytest
 
 from thinktank.engine.trace import CallRecord, TraceNode
-from thinktank.exceptions import ServeError
+from thinktank.serve.errors import ServeError
 from thinktank.serve.limits import KeyLimiter
 from thinktank.serve.metrics import Metrics
 from thinktank.usage import Usage

@@ -23,10 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Engine
-from thinktank.exceptions import ConfigError, ServeError, ThinktankError
+from thinktank.exceptions import ConfigError, ThinktankError
+from thinktank.serve.errors import ServeError, as_serve_error, error_response
 from thinktank.serve.limits import BodySizeLimit
 from thinktank.serve.metrics import Metrics
-from thinktank.serve.protocol import as_serve_error, error_response
 from thinktank.serve.routes import router
 from thinktank.serve.service import ChatService, ServeSettings
 

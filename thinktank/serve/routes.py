@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from thinktank.serve.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelList
 from thinktank.serve.service import ChatService, OpenStream
+from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelList
 
 router = APIRouter()
 ERROR_STATUSES = (400, 401, 404, 413, 422, 429, 500, 503, 504)

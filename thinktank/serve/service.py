@@ -14,19 +14,13 @@ from dataclasses import dataclass
 
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Context, Engine
-from thinktank.exceptions import ServeError
+from thinktank.serve import mapping
+from thinktank.serve.errors import ServeError, as_serve_error
 from thinktank.serve.limits import KeyLimiter
 from thinktank.serve.metrics import Metrics
-from thinktank.serve.protocol import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ModelCard,
-    ModelList,
-    as_serve_error,
-    check_answer,
-    completion,
-)
+from thinktank.serve.responses import check_answer, completion
 from thinktank.serve.streaming import ChunkFormat, run_streaming, sse_body
+from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from thinktank.tasks.base import TaskInput
 
 
@@ -86,7 +80,8 @@ class ChatService:
         """Everything that can refuse a request before it queues (404, 400, 422)."""
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         arch = self.architecture(body.model)
-        budget, overrides, task = body.budget(headers), body.overrides(), body.task_input(request_id)
+        budget, overrides = mapping.budget(body, headers), mapping.overrides(body)
+        task = mapping.task_input(body, request_id)
         ctx = self.engine.context(budget, name=request_id, use_cache=self.settings.use_cache, overrides=overrides)
         return Query(request_id, arch, task, ctx)
 

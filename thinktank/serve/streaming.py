@@ -21,18 +21,9 @@ from typing import TypeVar
 from thinktank.arch import Architecture, ArchResult, Node
 from thinktank.engine.engine import Context
 from thinktank.exceptions import BudgetExceeded
-from thinktank.serve.protocol import (
-    ChatCompletionChunk,
-    ChunkChoice,
-    Delta,
-    as_serve_error,
-    check_answer,
-    error_body,
-    extension,
-    finish_reason,
-    top_choices,
-    usage_out,
-)
+from thinktank.serve.errors import as_serve_error, error_body
+from thinktank.serve.responses import check_answer, extension, finish_reason, top_choices, usage_out
+from thinktank.serve.wire import ChatCompletionChunk, ChunkChoice, Delta
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate
