@@ -6,6 +6,7 @@ account the run in the metrics. Routes stay thin.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -111,8 +112,8 @@ class ChatService:
         async def chunks() -> AsyncIterator[str]:
             started = time.monotonic()
             try:
-                events = run_streaming(q.arch, q.task, q.ctx)
-                async for piece in sse_body(events, fmt, keepalive_s=settings.keepalive_s, timeout_s=settings.timeout_s,
+                run = functools.partial(run_streaming, q.arch, q.task, q.ctx)
+                async for piece in sse_body(run, fmt, keepalive_s=settings.keepalive_s, timeout_s=settings.timeout_s,
                                             started=started):  # fmt: skip
                     yield piece
             finally:
