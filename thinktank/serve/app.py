@@ -137,9 +137,8 @@ class RequestMetrics:
                 status = message["status"]
             await send(message)
 
-        self.metrics.in_flight += 1
         try:
-            await self.app(scope, receive, send_and_record)
+            with self.metrics.in_flight.track_inprogress():
+                await self.app(scope, receive, send_and_record)
         finally:
-            self.metrics.in_flight -= 1
             self.metrics.observe_request(route, status, time.monotonic() - started)
