@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from thinktank import __version__
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Engine
 from thinktank.exceptions import ConfigError, ThinktankError
@@ -59,7 +60,7 @@ def create_app(
             app.state.service = ChatService(opened, archs, settings, metrics)
             yield  # uvicorn finishes in-flight requests before we get here on shutdown
 
-    app = FastAPI(title="thinktank", version="0.1.0", lifespan=lifespan, redoc_url=None)
+    app = FastAPI(title="thinktank", version=__version__, lifespan=lifespan, redoc_url=None)
     app.include_router(router)
     app.add_exception_handler(ThinktankError, on_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
