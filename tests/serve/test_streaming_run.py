@@ -80,6 +80,14 @@ async def test_a_skipped_failing_tail_passes_the_earlier_candidates_on():
     assert deltas == [] and finished.result.answer.text == "from the head"
 
 
+async def test_the_streamed_call_is_the_one_generate_makes():
+    spec = {"generate": {"temperature": 0.4, "max_tokens": 33, "seed": 5, "system": "be brief"}}
+    streamed, plain = WordStreamBackend(lambda r, i: "hi"), WordStreamBackend(lambda r, i: "hi")
+    await events(arch(spec), streamed)
+    await arch(spec).run(TASK, Engine({"m": plain}).context())
+    assert streamed.requests == plain.requests == [arch(spec).layers[0][0].technique.request(TASK, "m")]
+
+
 class BreaksMidStream(WordStreamBackend):
     """The tail's call (temperature 0.5) streams one word, then fails with `error` or, without one, hangs."""
 
