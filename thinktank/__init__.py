@@ -6,6 +6,8 @@ async with open_engine(["qwen2.5-coder-0.5b-instruct"]) as engine:
     result = await arch.run(task_input, engine.context(Budget(max_tokens=8000)))
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from thinktank.arch import Architecture, ArchResult, build_architecture, load_architecture
 from thinktank.engine import Budget, Context, Engine, ResponseCache
 from thinktank.exceptions import BudgetExceeded, ThinktankError
@@ -14,7 +16,10 @@ from thinktank.tasks.base import Problem, TaskInput
 from thinktank.types import GenerationRequest
 from thinktank.usage import Usage
 
-__version__ = "0.1.0"
+try:  # pyproject.toml is the one place the version is written; the installed metadata carries it
+    __version__ = version("thinktank")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ArchResult",

@@ -1,4 +1,4 @@
-"""KeyLimiter (per-key concurrency + queue) and the hand-written Prometheus exposition."""
+"""KeyLimiter (per-key concurrency + queue) and the Prometheus exposition (prometheus-client, a registry per app)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import re
 import pytest
 
 from thinktank.engine.trace import CallRecord, TraceNode
-from thinktank.exceptions import ServeError
+from thinktank.serve.errors import ServeError
 from thinktank.serve.limits import KeyLimiter
 from thinktank.serve.metrics import Metrics
 from thinktank.usage import Usage
+
+from .conftest import WordStreamBackend, numbered, serving
 
 
 async def test_limiter_runs_n_queues_q_and_refuses_the_rest():
@@ -97,8 +99,8 @@ def test_metrics_exposition_counts_requests_runs_and_errors():
     v = parse(text)
     assert v['thinktank_requests_total{route="/v1/chat/completions",status="200"}'] == 2
     assert v['thinktank_requests_total{route="/v1/chat/completions",status="429"}'] == 1
-    assert v['thinktank_request_duration_seconds_bucket{route="/v1/chat/completions",le="0.25"}'] == 2
-    assert v['thinktank_request_duration_seconds_bucket{route="/v1/chat/completions",le="+Inf"}'] == 3
+    assert v['thinktank_request_duration_seconds_bucket{le="0.25",route="/v1/chat/completions"}'] == 2
+    assert v['thinktank_request_duration_seconds_bucket{le="+Inf",route="/v1/chat/completions"}'] == 3
     assert v['thinktank_request_duration_seconds_count{route="/v1/chat/completions"}'] == 3
     assert v['thinktank_tokens_total{architecture="arch",kind="completion"}'] == 7
     assert v['thinktank_tokens_total{architecture="arch",kind="prompt"}'] == 5
@@ -107,3 +109,22 @@ def test_metrics_exposition_counts_requests_runs_and_errors():
     assert v['thinktank_backend_errors_total{architecture="arch",model="m"}'] == 1
     assert v['thinktank_backend_calls_total{architecture="arch",status="cached"}'] == 1
     assert v["thinktank_requests_in_flight"] == 0
+
+
+def test_two_metrics_count_apart():
+    first, second = Metrics(), Metrics()
+    first.observe_request("/health", 200, 0.01)
+    assert parse(first.render())['thinktank_requests_total{route="/health",status="200"}'] == 1
+    assert "thinktank_requests_total{" not in second.render() and first.registry is not second.registry
+
+
+def test_two_apps_in_one_process_do_not_share_counters():
+    with serving(WordStreamBackend(numbered)) as one, serving(WordStreamBackend(numbered)) as other:
+        one.client().chat.completions.create(model="single", messages=[{"role": "user", "content": "q"}])
+        with one.http() as http:
+            counted = parse(http.get("/metrics").text)
+        with other.http() as http:
+            untouched = parse(http.get("/metrics").text)
+    assert counted['thinktank_requests_total{route="/v1/chat/completions",status="200"}'] == 1
+    assert counted['thinktank_tokens_total{architecture="single",kind="completion"}'] == 2
+    assert not any(key.startswith(('thinktank_requests_total{route="/v1/', "thinktank_tokens_total")) for key in untouched)

@@ -87,9 +87,9 @@ def test_models_health_and_metrics(live: LiveServer):
     with live.http() as http:
         assert http.get("/health").json()["status"] == "ok"
         text = http.get("/metrics").text
-    assert 'thinktank_requests_total{route="/v1/chat/completions",status="200"} 1' in text
-    assert 'thinktank_tokens_total{architecture="vote-4",kind="completion"} 8' in text
-    assert 'thinktank_backend_calls_total{architecture="vote-4",status="ok"} 4' in text
+    assert 'thinktank_requests_total{route="/v1/chat/completions",status="200"} 1.0\n' in text
+    assert 'thinktank_tokens_total{architecture="vote-4",kind="completion"} 8.0\n' in text
+    assert 'thinktank_backend_calls_total{architecture="vote-4",status="ok"} 4.0\n' in text
 
 
 BUDGET_SPECS = {"chain": {"name": "chain", "layers": [{"generate": {"n": 1}}, {"generate": {"n": 1, "name": "again"}}]}}
@@ -271,7 +271,7 @@ def test_backend_down_is_503_with_the_reason_and_the_server_stays_up():
             list(client.chat.completions.create(model="broken", messages=USER, stream=True))
         assert client.chat.completions.create(model="single", messages=USER).choices[0].message.content == "fine"
         with live.http() as http:
-            assert 'thinktank_backend_errors_total{architecture="broken",model="down"} 2' in http.get("/metrics").text
+            assert 'thinktank_backend_errors_total{architecture="broken",model="down"} 2.0\n' in http.get("/metrics").text
     finally:
         live.stop()
 

@@ -3,9 +3,10 @@
     from thinktank.serve import ServeSettings, create_app
     app = create_app(engine, [architecture], ServeSettings(api_key="..."))
 
-Layout: `protocol` (request/response/error shapes and the request -> run mapping), `service` (one
-request's run: limits, timeout, metrics), `streaming` (SSE), `limits`, `metrics`, `routes` (thin
-endpoints) and `app` (wiring, lifespan, error handlers).
+Layout, along vLLM's lines: `wire` (the pydantic request/response/error shapes), `mapping` (request ->
+task input, budget, overrides), `responses` (result -> chat completion), `errors` (`ServeError`, error
+-> status and OpenAI error body), `service` (one request's run: limits, timeout, metrics), `streaming`
+(SSE), `limits`, `metrics`, `routes` (thin endpoints) and `app` (wiring, lifespan, error handlers).
 """
 
 from thinktank.exceptions import ConfigError

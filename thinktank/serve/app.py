@@ -21,12 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from thinktank import __version__
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Engine
-from thinktank.exceptions import ConfigError, ServeError, ThinktankError
+from thinktank.exceptions import ConfigError, ThinktankError
+from thinktank.serve.errors import ServeError, as_serve_error, error_response
 from thinktank.serve.limits import BodySizeLimit
 from thinktank.serve.metrics import Metrics
-from thinktank.serve.protocol import as_serve_error, error_response
 from thinktank.serve.routes import router
 from thinktank.serve.service import ChatService, ServeSettings
 
@@ -59,7 +60,7 @@ def create_app(
             app.state.service = ChatService(opened, archs, settings, metrics)
             yield  # uvicorn finishes in-flight requests before we get here on shutdown
 
-    app = FastAPI(title="thinktank", version="0.1.0", lifespan=lifespan, redoc_url=None)
+    app = FastAPI(title="thinktank", version=__version__, lifespan=lifespan, redoc_url=None)
     app.include_router(router)
     app.add_exception_handler(ThinktankError, on_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
@@ -137,9 +138,8 @@ class RequestMetrics:
                 status = message["status"]
             await send(message)
 
-        self.metrics.in_flight += 1
         try:
-            await self.app(scope, receive, send_and_record)
+            with self.metrics.in_flight.track_inprogress():
+                await self.app(scope, receive, send_and_record)
         finally:
-            self.metrics.in_flight -= 1
             self.metrics.observe_request(route, status, time.monotonic() - started)

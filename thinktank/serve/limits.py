@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thinktank.exceptions import ServeError
-from thinktank.serve.protocol import error_response
+from thinktank.serve.errors import ServeError, error_response
 
 
 @dataclass

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from thinktank.serve.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelList
+from thinktank.serve.metrics import CONTENT_TYPE
 from thinktank.serve.service import ChatService, OpenStream
+from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelList
 
 router = APIRouter()
 ERROR_STATUSES = (400, 401, 404, 413, 422, 429, 500, 503, 504)
@@ -69,4 +70,4 @@ async def health(request: Request) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(service(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(service(request).metrics.render(), media_type=CONTENT_TYPE)

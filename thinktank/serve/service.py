@@ -6,6 +6,7 @@ account the run in the metrics. Routes stay thin.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -14,19 +15,13 @@ from dataclasses import dataclass
 
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Context, Engine
-from thinktank.exceptions import ServeError
+from thinktank.serve import mapping
+from thinktank.serve.errors import ServeError, as_serve_error
 from thinktank.serve.limits import KeyLimiter
 from thinktank.serve.metrics import Metrics
-from thinktank.serve.protocol import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ModelCard,
-    ModelList,
-    as_serve_error,
-    check_answer,
-    completion,
-)
+from thinktank.serve.responses import check_answer, completion
 from thinktank.serve.streaming import ChunkFormat, run_streaming, sse_body
+from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from thinktank.tasks.base import TaskInput
 
 
@@ -86,7 +81,8 @@ class ChatService:
         """Everything that can refuse a request before it queues (404, 400, 422)."""
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         arch = self.architecture(body.model)
-        budget, overrides, task = body.budget(headers), body.overrides(), body.task_input(request_id)
+        budget, overrides = mapping.budget(body, headers), mapping.overrides(body)
+        task = mapping.task_input(body, request_id)
         ctx = self.engine.context(budget, name=request_id, use_cache=self.settings.use_cache, overrides=overrides)
         return Query(request_id, arch, task, ctx)
 
@@ -116,8 +112,8 @@ class ChatService:
         async def chunks() -> AsyncIterator[str]:
             started = time.monotonic()
             try:
-                events = run_streaming(q.arch, q.task, q.ctx)
-                async for piece in sse_body(events, fmt, keepalive_s=settings.keepalive_s, timeout_s=settings.timeout_s,
+                run = functools.partial(run_streaming, q.arch, q.task, q.ctx)
+                async for piece in sse_body(run, fmt, keepalive_s=settings.keepalive_s, timeout_s=settings.timeout_s,
                                             started=started):  # fmt: skip
                     yield piece
             finally:

@@ -1,7 +1,7 @@
 """Streaming: get an architecture's final answer to the client as early as it exists, as OpenAI SSE chunks.
 
-If the last layer is one `generate` node making one sample from one model, the earlier layers run as usual
-and that last generation streams through `Engine.stream`, delta by delta; otherwise the architecture runs to
+If the last layer is one `generate` node making one sample from one model, the architecture runs as usual
+with that node's one call streamed through `Engine.stream`, delta by delta; otherwise the architecture runs to
 the end and the chosen answer goes out the moment it is chosen. While the architecture works, an SSE comment
 (`: keep-alive`) goes out every `keepalive_s` so clients and proxies keep the connection. The run happens in
 its own task; closing the stream (the client went away) cancels that task and with it every outstanding
@@ -12,34 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from thinktank.arch import Architecture, ArchResult, Node
 from thinktank.engine.engine import Context
-from thinktank.exceptions import BudgetExceeded
-from thinktank.serve.protocol import (
-    ChatCompletionChunk,
-    ChunkChoice,
-    Delta,
-    as_serve_error,
-    check_answer,
-    error_body,
-    extension,
-    finish_reason,
-    top_choices,
-    usage_out,
-)
+from thinktank.serve.errors import as_serve_error, error_body
+from thinktank.serve.responses import check_answer, extension, finish_reason, top_choices, usage_out
+from thinktank.serve.wire import ChatCompletionChunk, ChunkChoice, Delta
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate
+from thinktank.techniques.base import Candidate, Technique
 from thinktank.techniques.generate import Generate
-from thinktank.types import GenerationRequest
 
 T = TypeVar("T")
+E = TypeVar("E")
+#: hands one event to whoever consumes the run (and waits while they are behind)
+Emit = Callable[[E], Awaitable[None]]
 KEEPALIVE = ": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
 
@@ -55,6 +48,9 @@ class RunFinished:
     streamed: bool  # the answer's text already went out as deltas
 
 
+Event = TextDelta | RunFinished
+
+
 def streamable_tail(arch: Architecture) -> Node | None:
     """The last node, when it is one `generate` of one sample from one model that replaces the candidates."""
     last = arch.layers[-1]
@@ -66,71 +62,73 @@ def streamable_tail(arch: Architecture) -> Node | None:
     return None
 
 
-async def run_streaming(arch: Architecture, task: TaskInput, ctx: Context) -> AsyncIterator[TextDelta | RunFinished]:
-    """Run `arch`, streaming its final generation when it can; the last event is always `RunFinished`."""
+class StreamedGenerate(Technique):
+    """A tail `generate` node whose one call streams, each delta handed to `emit` as it arrives.
+
+    It runs in the tail's place inside the architecture, so the architecture's own budget and `on_error`
+    handling apply to it as to any node; it only remembers what already went out and how it failed,
+    which a stream cannot take back.
+    """
+
+    def __init__(self, tail: Node, emit: Emit[TextDelta]) -> None:
+        assert isinstance(tail.technique, Generate)
+        self.generate, self.name, self.emit = tail.technique, tail.name, emit
+        self.model = self.generate.models[0]
+        self.parts: list[str] = []
+        self.failure: Exception | None = None
+
+    async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
+        request = self.generate.request(task, self.model)
+        try:
+            async with contextlib.aclosing(ctx.engine.stream(request, ctx)) as deltas:
+                async for text in deltas:
+                    self.parts.append(text)
+                    await self.emit(TextDelta(text))
+        except Exception as exc:
+            self.failure = exc
+            raise
+        text = "".join(self.parts)
+        call = ctx.node.calls[-1]
+        return [Candidate(text, extract(task, text), self.model, self.name, call.usage, cached=call.status == "cached")]
+
+
+async def run_streaming(arch: Architecture, task: TaskInput, ctx: Context, emit: Emit[TextDelta]) -> RunFinished:
+    """Run `arch`, its final generation's text going to `emit` delta by delta when it can."""
     tail = streamable_tail(arch)
     if tail is None:
-        yield RunFinished(await arch.run(task, ctx), streamed=False)
-        return
-    before: list[Candidate] = []
-    if len(arch.layers) > 1:
-        head = await Architecture(arch.name, arch.layers[:-1], arch.spec).run(task, ctx)
-        if head.budget_cut:
-            yield RunFinished(head, streamed=False)
-            return
-        ctx.node.error = None  # the tail makes the answer: "no candidate yet" is not an error here
-        before = head.candidates
-    ctx.node.notes["architecture"] = arch.name
-    generate = tail.technique
-    assert isinstance(generate, Generate)
-    node_ctx = ctx.child(tail.name)
-    # the request Generate.apply would make
-    request = GenerationRequest(
-        generate.messages(task),
-        generate.models[0],
-        temperature=generate.temperature,
-        top_p=generate.top_p,
-        max_tokens=generate.max_tokens,
-        seed=generate.seed,
-    )
-    parts: list[str] = []
-    try:
-        async with contextlib.aclosing(ctx.engine.stream(request, node_ctx)) as deltas:
-            async for text in deltas:
-                parts.append(text)
-                yield TextDelta(text)
-    except BudgetExceeded as exc:
-        node_ctx.node.error, ctx.node.error = "budget exhausted", f"budget exhausted: {exc}"
-        cut = [Candidate("".join(parts), None, request.model, tail.name)] if parts else before  # the best so far
-        yield RunFinished(ArchResult(cut[0] if cut else None, cut, ctx.node, True, ctx.node.error), streamed=bool(parts))
-        return
-    except Exception as exc:
-        node_ctx.node.error = f"{type(exc).__name__}: {exc}"
-        if tail.on_error != "skip" or parts or not before:
-            raise
-        yield RunFinished(ArchResult(before[0], before, ctx.node), streamed=False)  # as a skipped node passes its input on
-        return
-    text = "".join(parts)
-    call = node_ctx.node.calls[-1]
-    answer = Candidate(text, extract(task, text), request.model, tail.name, call.usage, cached=call.status == "cached")
-    yield RunFinished(ArchResult(answer, [answer], ctx.node), streamed=True)
+        return RunFinished(await arch.run(task, ctx), streamed=False)
+    streamed = StreamedGenerate(tail, emit)
+    layers = [*arch.layers[:-1], [Node(tail.name, streamed, tail.on_error)]]
+    result = await Architecture(arch.name, layers, arch.spec).run(task, ctx)
+    if result.budget_cut:
+        if streamed.parts:  # cut mid-answer: what went out is the answer so far
+            partial = Candidate("".join(streamed.parts), None, streamed.model, tail.name)
+            result = dataclasses.replace(result, answer=partial, candidates=[partial])
+    elif streamed.failure is not None and (streamed.parts or not result.candidates):
+        raise streamed.failure  # a skip cannot take streamed text back, nor pass on candidates there are none of
+    return RunFinished(result, streamed=bool(streamed.parts))
 
 
 _running: set[asyncio.Task[None]] = set()  # strong references until each run task has wound down
 
 
-async def with_keepalive(events: AsyncIterator[T], interval_s: float, timeout_s: float | None) -> AsyncIterator[T | None]:
-    """Re-yield `events` (consumed in a task of their own), and None whenever `interval_s` passes without one.
+async def with_keepalive(
+    produce: Callable[[Emit[T]], Awaitable[T]], interval_s: float, timeout_s: float | None
+) -> AsyncIterator[T | None]:
+    """Yield what `produce` (run in a task of its own) emits, then what it returns; None whenever `interval_s`
+    passes without one.
 
-    The whole iteration is bounded by `timeout_s` (TimeoutError). Closing this iterator cancels the task.
+    The whole run is bounded by `timeout_s` (TimeoutError). Closing this iterator cancels the task.
     """
     queue: asyncio.Queue[tuple[str, T | BaseException | None]] = asyncio.Queue(maxsize=64)
+
+    async def emit(event: T) -> None:
+        await queue.put(("event", event))
 
     async def pump() -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                async for event in events:
-                    await queue.put(("event", event))
+                await emit(await produce(emit))
             await queue.put(("end", None))
         except Exception as exc:
             await queue.put(("error", exc))
@@ -176,13 +174,14 @@ class ChunkFormat:
         return self.chunk([ChunkChoice(index=index, delta=Delta(role="assistant" if first else None, content=text))])
 
 
-async def sse_body(events: AsyncIterator[TextDelta | RunFinished], fmt: ChunkFormat, *, keepalive_s: float,
+async def sse_body(run: Callable[[Emit[Event]], Awaitable[Event]], fmt: ChunkFormat, *, keepalive_s: float,
                    timeout_s: float | None, started: float) -> AsyncIterator[str]:  # fmt: skip
-    """The SSE stream of one chat completion: role chunk, deltas (or the chosen answers), finish, usage, [DONE]."""
+    """The SSE stream of one chat completion (`run` emits the deltas and returns the `RunFinished`): role chunk,
+    deltas (or the chosen answers), finish, usage, [DONE]."""
     yield fmt.text(0, "", first=True)
     finished: RunFinished | None = None
     try:
-        async for event in with_keepalive(events, keepalive_s, timeout_s):
+        async for event in with_keepalive(run, keepalive_s, timeout_s):
             if event is None:
                 yield KEEPALIVE
             elif isinstance(event, TextDelta):

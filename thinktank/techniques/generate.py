@@ -44,15 +44,18 @@ class Generate(Technique):
         messages = [{"role": "system", "content": self.system}] if self.system else []
         return [*messages, {"role": "user", "content": task.prompt}]
 
+    def request(self, task: TaskInput, model: str) -> GenerationRequest:
+        """The call `apply` makes to `model`; public so that serving streams the very same call."""
+        return GenerationRequest(
+            self.messages(task), model, n=self.n, temperature=self.temperature, top_p=self.top_p,
+            max_tokens=self.max_tokens, seed=self.seed,
+        )  # fmt: skip
+
     async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
         async def sample(model: str) -> list[Candidate]:
-            request = GenerationRequest(
-                self.messages(task), model, n=self.n, temperature=self.temperature, top_p=self.top_p,
-                max_tokens=self.max_tokens, seed=self.seed,
-            )  # fmt: skip
             return [
                 Candidate(c.text, extract(task, c.text), model, self.name, c.usage, cached=c.cached)
-                for c in await ctx.generate(request)
+                for c in await ctx.generate(self.request(task, model))
             ]
 
         fresh = [c for batch in await gather_all(sample(m) for m in self.models) for c in batch]

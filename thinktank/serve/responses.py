@@ -1,0 +1,92 @@
+"""How an architecture's result becomes a chat completion: the top-n distinct answers, finish reasons, usage.
+
+`usage` is the sum over every internal call (cache hits count as zero tokens); the extension field
+`thinktank` carries calls, $, cache hits, wall latency, budget cut and a per-node breakdown.
+Streaming (`streaming`) sends the same choices and extension as chunks.
+"""
+
+from __future__ import annotations
+
+from thinktank.arch import ArchResult
+from thinktank.serve.errors import ServeError
+from thinktank.serve.wire import ChatCompletion, ChoiceOut, Extension, Message, NodeUsage, UsageOut
+from thinktank.techniques.base import Candidate
+
+
+def top_choices(result: ArchResult, n: int) -> list[Candidate]:
+    """The first `n` candidates with distinct answers (the architecture orders them best first)."""
+    seen: set[str] = set()
+    chosen: list[Candidate] = []
+    for candidate in result.candidates:
+        key = (candidate.answer if candidate.answer is not None else candidate.text).strip()
+        if key not in seen:
+            seen.add(key)
+            chosen.append(candidate)
+    return chosen[:n]
+
+
+def distinct_count(result: ArchResult) -> int:
+    return len(top_choices(result, len(result.candidates) + 1))
+
+
+def finish_reason(result: ArchResult, candidate: Candidate | None) -> str:
+    """ "length" when the budget cut the run; else the reason of the calls of the candidate's node when they agree."""
+    if result.budget_cut or candidate is None:
+        return "length"
+    node = next((n for n in result.trace.walk() if n.name == candidate.node), None)
+    reasons = {r for call in (node.calls if node else []) for r in call.finish_reasons}
+    return reasons.pop() if len(reasons) == 1 else "stop"
+
+
+def check_answer(result: ArchResult) -> ArchResult:
+    """A result to answer with: one with an answer, or one the budget cut (answered with what there is)."""
+    if result.answer is None and not result.budget_cut:
+        raise ServeError(f"the architecture produced no answer: {result.error}", 500, type="server_error", code="no_answer")
+    return result
+
+
+def usage_out(result: ArchResult) -> UsageOut:
+    u = result.usage
+    return UsageOut(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, total_tokens=u.total_tokens)
+
+
+def extension(arch_name: str, result: ArchResult, latency_s: float) -> Extension:
+    u = result.usage
+    nodes = [
+        NodeUsage(
+            name=child.name,
+            calls=(cu := child.usage).calls,
+            prompt_tokens=cu.prompt_tokens,
+            completion_tokens=cu.completion_tokens,
+            cost_usd=cu.cost_usd,
+            cache_hits=cu.cache_hits,
+        )
+        for child in result.trace.children
+    ]
+    return Extension(
+        architecture=arch_name,
+        calls=u.calls,
+        cost_usd=u.cost_usd,
+        cache_hits=u.cache_hits,
+        latency_s=round(latency_s, 4),
+        budget_cut=result.budget_cut,
+        choices_available=distinct_count(result),
+        error=result.error,
+        nodes=nodes,
+    )
+
+
+def completion(request_id: str, created: int, arch_name: str, result: ArchResult, n: int, latency_s: float) -> ChatCompletion:
+    chosen: list[Candidate | None] = [*top_choices(result, n)] or [None]
+    choices = [
+        ChoiceOut(index=i, message=Message(content=c.text if c else ""), finish_reason=finish_reason(result, c))
+        for i, c in enumerate(chosen)
+    ]
+    return ChatCompletion(
+        id=request_id,
+        created=created,
+        model=arch_name,
+        choices=choices,
+        usage=usage_out(result),
+        thinktank=extension(arch_name, result, latency_s),
+    )
