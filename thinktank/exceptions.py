@@ -17,7 +17,7 @@
     ├── VerificationError           a verifier could not run (not: the candidate failed)
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit
-    └── ServeError                  `thinktank serve` refuses a request: HTTP status + OpenAI error type/code/param
+    └── ServeError                  `thinktank serve` refuses a request (HTTP-shaped: defined in serve/errors.py)
 
 Retryability is decided only by `is_retryable` below.
 """
@@ -121,23 +121,6 @@ class TaskDataError(ThinktankError):
 class BudgetExceeded(ThinktankError):
     def __init__(self, message: str, spent: Usage) -> None:
         self.spent = spent
-        super().__init__(message)
-
-
-class ServeError(ThinktankError):
-    """A served request that ends in an OpenAI-style error response (unknown model, bad key, queue full, ...)."""
-
-    def __init__(
-        self,
-        message: str,
-        status_code: int,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.status_code, self.type, self.code, self.param, self.retry_after = status_code, type, code, param, retry_after
         super().__init__(message)
 
 
