@@ -2,6 +2,7 @@
 
 >>> get_task("gsm-symbolic", n=5, seed=1)  # doctest: +SKIP
 >>> get_task("my_problems.jsonl")          # a path to a JSONL file works as a name too
+>>> get_task("my_package.tasks:MyTask")    # a user's Task subclass, by import path  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib
 from typing import Any
 
 from thinktank.exceptions import ConfigError, UnknownTaskError
+from thinktank.plugins import is_import_path, resolve_class
 from thinktank.tasks.base import Task
 
 __all__ = ["get_task", "task_names"]
@@ -47,9 +49,15 @@ def get_task(name: str, /, **options: Any) -> Task:
     if name.endswith(".jsonl") and name not in _REGISTRY:
         options = {"path": name, **options}
         name = "jsonl"
-    if name not in _REGISTRY:
-        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (or a path ending in .jsonl)")
-    factory = _resolve(name)
+    if is_import_path(name) and name not in _REGISTRY:
+        factory = resolve_class(name, Task, what="task")  # type: ignore[type-abstract]
+    elif name not in _REGISTRY:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known tasks: {', '.join(task_names())}"
+            " (or a path ending in .jsonl, or a 'package.module:Class' path)"
+        )
+    else:
+        factory = _resolve(name)
     try:
         return factory(**options)
     except TypeError as exc:
