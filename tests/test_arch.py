@@ -126,3 +126,16 @@ async def test_nodes_of_one_layer_do_not_share_candidate_scores():
     assert a.scores == {"a": 1.0} and b.scores == {"b": 1.0}
     assert set(a.verdicts) == {"a"} and set(b.verdicts) == {"b"}
     assert a.scores is not b.scores and a.verdicts is not b.verdicts
+
+
+def test_servable_presets_skip_only_local_presets_lacking_a_pack(monkeypatch):
+    from thinktank.arch import preset_names, servable_presets
+    from thinktank.models.packs import ModelPack
+
+    monkeypatch.setattr(ModelPack, "is_pulled", property(lambda self: False))
+    served, skipped = servable_presets(["m"], local=True)
+    assert sorted([a.name for a in served] + list(skipped)) == preset_names()
+    assert skipped and all(missing for missing in skipped.values())
+    assert "single" in {a.name for a in served}
+    remote, none_skipped = servable_presets(["m"], local=False)
+    assert [a.name for a in remote] == preset_names() and none_skipped == {}

@@ -254,6 +254,26 @@ def preset_names() -> list[str]:
     )
 
 
+def servable_presets(default_models: list[str], *, local: bool) -> tuple[list[Architecture], dict[str, list[str]]]:
+    """Every preset that can be served with these models: (servable, {skipped preset: the packs it lacks}).
+
+    With a local backend a preset is skipped when it names a model pack that is neither one of the defaults nor
+    pulled (pulling is an explicit step); with a remote backend every preset is served, the server knows its models.
+    """
+    from thinktank.models.packs import PACKS
+
+    servable: list[Architecture] = []
+    skipped: dict[str, list[str]] = {}
+    for preset in preset_names():
+        candidate = load_architecture(preset, default_models)
+        missing = [m for m in candidate.models if local and m in PACKS and m not in default_models and not PACKS[m].is_pulled]
+        if missing:
+            skipped[preset] = missing
+        else:
+            servable.append(candidate)
+    return servable, skipped
+
+
 def load_architecture(name_or_path: str, default_models: list[str]) -> Architecture:
     """A preset name (`thinktank/presets/*.yaml`) or a path to a YAML file."""
     path = Path(name_or_path)

@@ -12,9 +12,9 @@ from typing import Any
 
 from thinktank.exceptions import ConfigError, UnknownTaskError
 from thinktank.plugins import is_import_path, resolve_class
-from thinktank.tasks.base import Task
+from thinktank.tasks.base import Problem, Task
 
-__all__ = ["get_task", "task_names"]
+__all__ = ["get_task", "load_problems", "task_names"]
 
 _REGISTRY: dict[str, str] = {
     "gsm-symbolic": "thinktank.tasks.gsm_symbolic:GsmSymbolicTask",
@@ -62,3 +62,19 @@ def get_task(name: str, /, **options: Any) -> Task:
         return factory(**options)
     except TypeError as exc:
         raise ConfigError(f"bad options for task {name!r}: {exc}") from exc
+
+
+def load_problems(
+    name: str, /, *, seed: int = 0, limit: int | None = None, offset: int = 0, sample: int | None = None
+) -> list[Problem]:
+    """The problems a command runs on: the one place that knows a generated task needs its seed and size.
+
+    `eval --sample N --seed S` and `search --seed S` (dev + test = the first N of the same seeded shuffle) both load
+    through here, so they see the same problems.
+    """
+    options: dict[str, Any] = {}
+    if name == "gsm-symbolic":  # generated problems: the seed picks them, the slice sizes them
+        from thinktank.tasks.gsm_symbolic import generation_options
+
+        options = generation_options(seed, offset + (limit or 0))
+    return get_task(name, **options).load(limit=limit, offset=offset, sample=sample, seed=seed)
