@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import ApiKeyEnvOpt, BackendOpt, ModelOpt, PricesOpt, console, prepare_local, run_async, served_names
+from thinktank.cli.common import console, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, ModelOpt, PricesOpt
 from thinktank.models.packs import DEFAULT_MODEL
 
 

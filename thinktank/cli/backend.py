@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from thinktank.cli.common import ModelOpt, console, prepare_local, run_async
+from thinktank.cli.common import console, prepare_local, run_async
+from thinktank.cli.options import ModelOpt
 from thinktank.models.packs import DEFAULT_MODEL, model_label
 
 backend_app = typer.Typer(help="The embedded llama-server: build, start, stop, status.", no_args_is_help=True)

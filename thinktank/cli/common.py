@@ -1,4 +1,4 @@
-"""What every command shares: consoles, common options, the sync shell over the async core, local set-up.
+"""What every command shares: consoles, the sync shell over the async core, local set-up, how a command ends.
 
 Nothing here knows a task, a technique or a preset: domain rules live in the layers below.
 """
@@ -10,9 +10,8 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -24,25 +23,6 @@ T = TypeVar("T")
 # Piped output (CI logs, `make run | tee`) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
-
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model pack name or path to a .gguf file (or a remote model name).")]
-BackendOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--backend", help="Base URL of an OpenAI-compatible server (e.g. http://host:8000/v1). Default: embedded llama-server."
-    ),
-]
-ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the remote server's API key.")]
-PricesOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--prices", help="YAML price table: {model: {prompt_per_mtok: 0.15, completion_per_mtok: 0.6}} (USD per 1M tokens)."
-    ),
-]
-
-
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")]
-SlotsOpt = Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")]
 
 #: exit status by error class, most specific first: the one mapping every command ends through (`commands.main`)
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = ((KeyboardInterrupt, 130), (ThinktankError, 2))

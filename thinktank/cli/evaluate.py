@@ -9,19 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.cli.common import (
-    ApiKeyEnvOpt,
-    BackendOpt,
-    NoCacheOpt,
-    PricesOpt,
-    SlotsOpt,
-    console,
-    err_console,
-    load_prices,
-    prepare_local,
-    run_async,
-    served_names,
-)
+from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 

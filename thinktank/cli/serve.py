@@ -7,18 +7,8 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import (
-    ApiKeyEnvOpt,
-    BackendOpt,
-    NoCacheOpt,
-    PricesOpt,
-    SlotsOpt,
-    console,
-    err_console,
-    load_prices,
-    prepare_local,
-    served_names,
-)
+from thinktank.cli.common import console, err_console, load_prices, prepare_local, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS
 
 
