@@ -51,6 +51,7 @@ lint: install
 	$(BIN)/ruff check thinktank tests benchmarks
 	$(BIN)/ruff format --check thinktank tests benchmarks
 	$(BIN)/mypy thinktank
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -103,3 +103,39 @@ async def test_empty_result_is_an_error_not_a_silent_answer():
 def test_candidate_roundtrip():
     c = Candidate("t", "a", "m", "n")
     assert c.to_dict()["usage"]["calls"] == 0
+
+
+class Mark(Technique):
+    """Scores its input candidates in place, as `verify_exec`/`rank` do."""
+
+    async def apply(self, ctx, task, candidates):
+        for c in candidates:
+            c.scores[self.name] = 1.0
+            c.verdicts[self.name] = {"passed": True}
+        return candidates
+
+
+async def test_nodes_of_one_layer_do_not_share_candidate_scores():
+    engine = Engine({"m": ScriptedBackend(lambda r, i: "#### 1")})
+    gen = load_architecture("single", ["m"]).layers[0]
+    layer = [Node("a", Mark()), Node("b", Mark())]
+    for node in layer:
+        node.technique.name = node.name
+    result = await Architecture("x", [gen, layer]).run(TASK, engine.context())
+    a, b = result.candidates
+    assert a.scores == {"a": 1.0} and b.scores == {"b": 1.0}
+    assert set(a.verdicts) == {"a"} and set(b.verdicts) == {"b"}
+    assert a.scores is not b.scores and a.verdicts is not b.verdicts
+
+
+def test_servable_presets_skip_only_local_presets_lacking_a_pack(monkeypatch):
+    from thinktank.arch import preset_names, servable_presets
+    from thinktank.models.packs import ModelPack
+
+    monkeypatch.setattr(ModelPack, "is_pulled", property(lambda self: False))
+    served, skipped = servable_presets(["m"], local=True)
+    assert sorted([a.name for a in served] + list(skipped)) == preset_names()
+    assert skipped and all(missing for missing in skipped.values())
+    assert "single" in {a.name for a in served}
+    remote, none_skipped = servable_presets(["m"], local=False)
+    assert [a.name for a in remote] == preset_names() and none_skipped == {}

@@ -16,6 +16,7 @@ pydantic against it, and an error names the file, line and field.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.engine.trace import TraceNode
 from thinktank.exceptions import BudgetExceeded, ConfigError
+from thinktank.plugins import is_import_path, resolve_class
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, Technique
 from thinktank.usage import Usage
 
-#: technique name -> "module:Class"; imported on first use
+#: technique name -> "module:Class"; imported on first use. A name with a colon (`package.module:Class`) is a
+#: user's technique, imported by `thinktank.plugins` without a line here.
 TECHNIQUES: dict[str, str] = {
     "adaptive": "thinktank.techniques.adaptive:AdaptiveSample",
     "cascade": "thinktank.techniques.cascade:Cascade",
@@ -50,8 +53,13 @@ TECHNIQUES: dict[str, str] = {
 
 
 def technique_class(name: str) -> type[Technique]:
+    """A shipped technique by its short name, or any `Technique` subclass by `package.module:Class`."""
+    if is_import_path(name):
+        return resolve_class(name, Technique, what="technique")  # type: ignore[type-abstract]
     if name not in TECHNIQUES:
-        raise ConfigError(f"unknown technique {name!r}; known: {', '.join(sorted(TECHNIQUES))}")
+        raise ConfigError(
+            f"unknown technique {name!r}; known: {', '.join(sorted(TECHNIQUES))} (or a 'package.module:Class' path)"
+        )
     module, cls = TECHNIQUES[name].split(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
@@ -111,7 +119,7 @@ class Architecture:
         async def run_node(node: Node) -> list[Candidate]:
             node_ctx = ctx.child(node.name)
             try:
-                return await node.technique.apply(node_ctx, task, list(inputs))
+                return await node.technique.apply(node_ctx, task, [_own_copy(c) for c in inputs])
             except BudgetExceeded:
                 node_ctx.node.error = "budget exhausted"
                 raise
@@ -122,6 +130,14 @@ class Architecture:
                 raise
 
         return [c for batch in await gather_all(run_node(node) for node in layer) for c in batch]
+
+
+def _own_copy(candidate: Candidate) -> Candidate:
+    """A node's own copy of an input candidate: nodes of one layer run side by side and write scores and verdicts,
+    so sharing the dicts would let one node's scores leak into (or be overwritten in) another node's output."""
+    return dataclasses.replace(
+        candidate, scores=dict(candidate.scores), verdicts={k: dict(v) for k, v in candidate.verdicts.items()}
+    )
 
 
 # --- building from a spec -------------------------------------------------------------------
@@ -182,11 +198,36 @@ def build_architecture(
                 cls = technique_class(kind)
             except ConfigError as exc:
                 raise ConfigError(f"{where(*path, kind)}: {exc}") from None
+            params = _build_sub_architectures(cls, params, default_models)
             technique = _construct(cls, params, default_models, lambda field, p=path, k=kind: where(*p, k, field))
             technique.name = node_name
             layer.append(Node(node_name, technique, on_error))
         layers.append(layer)
     return Architecture(name, layers, spec)
+
+
+def _build_sub_architectures(cls: type[Technique], params: dict[str, Any], default_models: list[str]) -> dict[str, Any]:
+    """Build the parameters a technique declares as architectures (`Cascade.stages`), so that it receives built ones.
+
+    They are built with the technique's own `models:` if it gives them (and takes no `models` itself), else with
+    the run's defaults. A value that is not a list is left for the parameter validation to reject.
+    """
+    names: tuple[str, ...] = getattr(cls, "architecture_params", ())
+    if not names:
+        return params
+    takes_models = "models" in inspect.signature(cls.__init__).parameters
+    stage_models = default_models if takes_models else list(params.pop("models", None) or default_models)
+    for param in names:
+        value = params.get(param)
+        if isinstance(value, list):
+            params[param] = [
+                build_architecture(spec, stage_models, source=f"{cls.name} stage {i}") for i, spec in enumerate(value)
+            ]
+    return params
+
+
+#: built sub-architectures (`architecture_params`) are plain objects: checked by isinstance, not by a schema
+_VALIDATE = pydantic.ConfigDict(arbitrary_types_allowed=True)
 
 
 def _construct(cls: type[Technique], params: dict[str, Any], default_models: list[str], where: Any) -> Technique:
@@ -197,7 +238,7 @@ def _construct(cls: type[Technique], params: dict[str, Any], default_models: lis
         params["model"] = default_models[0]
     technique = cls.__new__(cls)
     try:
-        pydantic.validate_call(cls.__init__)(technique, **params)
+        pydantic.validate_call(config=_VALIDATE)(cls.__init__)(technique, **params)
         return technique
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
@@ -211,6 +252,26 @@ def preset_names() -> list[str]:
     return sorted(
         p.name.removesuffix(".yaml") for p in resources.files("thinktank.presets").iterdir() if p.name.endswith(".yaml")
     )
+
+
+def servable_presets(default_models: list[str], *, local: bool) -> tuple[list[Architecture], dict[str, list[str]]]:
+    """Every preset that can be served with these models: (servable, {skipped preset: the packs it lacks}).
+
+    With a local backend a preset is skipped when it names a model pack that is neither one of the defaults nor
+    pulled (pulling is an explicit step); with a remote backend every preset is served, the server knows its models.
+    """
+    from thinktank.models.packs import PACKS
+
+    servable: list[Architecture] = []
+    skipped: dict[str, list[str]] = {}
+    for preset in preset_names():
+        candidate = load_architecture(preset, default_models)
+        missing = [m for m in candidate.models if local and m in PACKS and m not in default_models and not PACKS[m].is_pulled]
+        if missing:
+            skipped[preset] = missing
+        else:
+            servable.append(candidate)
+    return servable, skipped
 
 
 def load_architecture(name_or_path: str, default_models: list[str]) -> Architecture:

@@ -110,7 +110,7 @@ async def test_adaptive_stops_within_max(small_server, math_task):
 
 async def test_cascade_escalates_on_low_margin(small_server, math_task):
     stage = {"layers": [{"generate": GEN}, {"vote": {}}]}
-    spec = {"layers": [{"cascade": {"stages": [stage, stage], "thresholds": [1.01], "signal": "vote_margin"}}]}
+    spec = {"layers": [{"cascade": {"stages": [stage, stage], "thresholds": [1.01], "signal": "vote_share"}}]}
     _, ctx = await run(small_server, spec, math_task)
     names = {n.name for n in ctx.node.walk()}
     assert {"stage0", "stage1"} <= names  # a threshold above 1 always escalates

@@ -77,7 +77,7 @@ FIDELITY = {
     "cascade-margin": Config(
         stage=Stage(model="small", temperature=0.8, n=4, selection="vote"),
         cascade=Cascade(
-            signal="vote_margin",
+            signal="vote_share",
             threshold=0.75,
             stage=Stage(model="big", temperature=0.8, n=2, selection="codet", n_tests=4, tests_model="small", repair_rounds=1,
                         repair_model="big"),

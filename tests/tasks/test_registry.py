@@ -75,3 +75,17 @@ def test_importing_the_registry_imports_no_task() -> None:
     code = "import sys, thinktank.tasks.registry; print(sorted(m for m in sys.modules if m.startswith('thinktank.tasks.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.replace("'", '"')) == ["thinktank.tasks.base", "thinktank.tasks.registry"]
+
+
+def test_eval_and_search_load_the_same_generated_problems():
+    """`search --seed S` splits what `eval --sample dev+test --seed S` runs: one source of gsm-symbolic's options."""
+    from thinktank.search.study import split_problems
+    from thinktank.tasks.gsm_symbolic import DEFAULT_N, generation_options
+
+    dev, test = split_problems(registry.load_problems("gsm-symbolic", seed=3), 10, 10, 3)
+    sampled = registry.load_problems("gsm-symbolic", seed=3, sample=20)
+    assert [p.id for p in dev + test] == [p.id for p in sampled]
+    assert generation_options(3) == {"seed": 3, "n": DEFAULT_N}
+    assert generation_options(3, needed=DEFAULT_N + 50)["n"] == DEFAULT_N + 50  # a slice past the default grows it
+    sliced = registry.load_problems("gsm-symbolic", seed=3, offset=DEFAULT_N, limit=5)
+    assert len(sliced) == 5 and sliced[0].id == GsmSymbolicTask(n=DEFAULT_N + 5, seed=3).load()[DEFAULT_N].id

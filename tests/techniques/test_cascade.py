@@ -20,7 +20,7 @@ def backends(cheap_reply, big_reply="#### 42"):
     return cheap, big, Engine({"cheap": cheap, "big": big})
 
 
-def cascade_arch(signal="vote_margin", threshold=0.75, cheap_extra=({"vote": {}},)):
+def cascade_arch(signal="vote_share", threshold=0.75, cheap_extra=({"vote": {}},)):
     spec = {
         "layers": [
             {
@@ -121,4 +121,33 @@ def test_bad_cascades_are_config_errors(params, message):
 
 def test_python_construction_checks_the_thresholds():
     with pytest.raises(ValueError, match="thresholds"):
-        Cascade([stage("a", 1), stage("b", 1)], [], models=["m"])
+        Cascade([build_architecture(stage("a", 1), ["m"]), build_architecture(stage("b", 1), ["m"])], [])
+
+
+async def test_python_construction_takes_built_stages():
+    _, big, eng = backends(lambda r: "#### 41")
+    built = [build_architecture(stage("cheap", 2, {"vote": {}}), ["m"]), build_architecture(stage("big", 1), ["m"])]
+    cascade = Cascade(built, [0.75])
+    assert cascade.stages == built and cascade.models == ["cheap", "big"]
+    cascade.name = "c"
+    [answer, *_] = await cascade.apply(eng.context(), MATH, [])
+    assert answer.answer == "41" and big.requests == []
+    with pytest.raises(ConfigError, match="cascade stage 1: an architecture needs"):
+        build_architecture({"layers": [{"cascade": {"thresholds": [0.5], "stages": [stage("a", 1), 7]}}]}, ["m"])
+    with pytest.raises(ConfigError, match="parameter 'stages'"):  # neither a list of YAML stages nor built ones
+        build_architecture({"layers": [{"cascade": {"thresholds": [0.5], "stages": "two"}}]}, ["m"])
+
+
+def test_the_cascades_own_models_are_its_stages_defaults():
+    spec = {"layers": [{"cascade": {"models": ["own"], "thresholds": [0.5], "stages": [{"layers": [{"generate": {}}]}] * 2}}]}
+    assert build_architecture(spec, ["run"]).models == ["own"]
+
+
+@pytest.mark.parametrize(("signal", "value"), [("vote_share", 0.75), ("vote_margin", 0.5)])
+async def test_vote_margin_is_the_leaders_share_minus_the_runner_ups(signal, value):
+    _, _, eng = backends(lambda r: "#### 7" if r.seed == 3 else "#### 41")  # three of four agree: share 0.75, margin 0.5
+    ctx = eng.context()
+    result = await cascade_arch(signal, 0.6).run(MATH, ctx)
+    first = ctx.node.children[0].notes["stages"][0]
+    assert first["signal"] == value and first["escalated"] is (value < 0.6)
+    assert result.answer.model == ("big" if value < 0.6 else "cheap")

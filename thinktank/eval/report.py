@@ -77,7 +77,8 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def _scatter_svg(summaries: list[dict[str, Any]], width: int = 640, height: int = 400) -> str:
+def scatter_svg(summaries: list[dict[str, Any]], width: int = 640, height: int = 400) -> str:
+    """Accuracy vs tokens per problem as an inline SVG; public because the search report plots its Pareto front with it."""
     pad = 60
     xs = [s["tokens_per_problem"] for s in summaries] or [1.0]
     x_max = max(xs) * 1.15 or 1.0
@@ -120,7 +121,7 @@ def write_html(summaries: list[dict[str, Any]], path: Path) -> Path:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>thinktank report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
-</head><body><h1>thinktank report</h1><h2>Accuracy vs cost</h2>{_scatter_svg(summaries)}
+</head><body><h1>thinktank report</h1><h2>Accuracy vs cost</h2>{scatter_svg(summaries)}
 <h2>Runs</h2><table><tr>{head}</tr>{rows}</table>
 <p>Accuracy intervals are 95% Wilson intervals; tokens count prompt + completion of every call an architecture made.</p>
 </body></html>"""

@@ -6,7 +6,7 @@ by prior then earliest); exec_vote (verify_exec filter keeping at least one, the
 prior); codet (the first n_tests replies' tests; none written for fewer than two distinct programs); rank pointwise
 (top judge score, each distinct answer judged once);
 repair (Repair.apply with top_k=1: the first candidate failing the public checks, up to `rounds` attempts, best
-attempt kept, reordered by public score); cascade (escalate when public_pass / vote_margin is below the threshold);
+attempt kept, reordered by public score); cascade (escalate when public_pass / vote_share is below the threshold);
 adaptive (waves over the draw order, Beta stopping or first public pass).
 
 Draws: draw 0 is "samples 0..n-1", exactly what the exported architecture uses; for n below the pool's size,
@@ -237,7 +237,7 @@ def _replay(run: _Run, config: Config, draw: int, seed: int) -> bool:
     cands = _stage(run, config.stage, _order(run.pool, config.stage, run.pid, draw, seed, "s1"))
     if config.cascade:
         c = config.cascade
-        if c.signal == "vote_margin":
+        if c.signal == "vote_share":
             value = tally([x.key for x in cands], [0.0] * len(cands)).leader_share if cands else 0.0
         else:
             value = cands[0].public_score if cands and run.public else 0.0

@@ -10,15 +10,13 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from thinktank.eval.report import _scatter_svg
-
-if TYPE_CHECKING:
-    from thinktank.search.study import SearchOutcome, TrialResult
+from thinktank.eval.report import scatter_svg
+from thinktank.search.outcome import SearchOutcome, TrialResult, distinct, pareto_front
 
 __all__ = ["front_table", "summary_lines", "write_report"]
 
@@ -95,8 +93,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _data(outcome: SearchOutcome) -> dict[str, Any]:
-    from thinktank.search.study import distinct, pareto_front
-
     evaluated = distinct(outcome.results)
     top = sorted((r for r in evaluated if r.feasible), key=lambda r: (-r.accuracy, r.tokens))[:20]
     chosen = outcome.chosen
@@ -174,7 +170,7 @@ pre{{background:#f4f4f4;padding:1em}}</style>
 </head><body><h1>thinktank search · {html.escape(str(data["task"]))}</h1>
 <p>models {html.escape(", ".join(data["models"]))} · dev {len(data["dev"])} / test {len(data["test"])} problems ·
 {data["trials"]} trials, {data["distinct_configurations"]} distinct configurations · wall {data["wall_s"]:.0f} s</p>
-<h2>Pareto front: dev accuracy vs tokens per query</h2>{_scatter_svg(points)}
+<h2>Pareto front: dev accuracy vs tokens per query</h2>{scatter_svg(points)}
 {_table([_row(r) for r in outcome.front])}
 <p>Also non-dominated on accuracy vs latency: {html.escape(_ids(data["front_latency"]))};
 on accuracy vs $: {html.escape(_ids(data["front_usd"]))} (pareto.json lists all three fronts).</p>
@@ -197,6 +193,4 @@ def _ids(rows: list[dict[str, Any]]) -> str:
 
 
 def _distinct(outcome: SearchOutcome) -> list[TrialResult]:
-    from thinktank.search.study import distinct
-
     return distinct(outcome.results)

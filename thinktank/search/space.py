@@ -35,13 +35,13 @@ NOT_REPLAYABLE = (
 )
 
 Selection = Literal["first", "vote", "exec_vote", "codet", "rank"]
-Signal = Literal["public_pass", "vote_margin"]
+Signal = Literal["public_pass", "vote_share"]
 N_CHOICES = (1, 2, 4, 8, 16)
 TEST_CHOICES = (1, 2, 4, 8)
 WAVES = (1, 2, 4)
 ADAPTIVE_MAX_N = (4, 8, 16)
 STOP_CONFIDENCE = (0.75, 0.85, 0.95, 0.99)
-THRESHOLDS: dict[str, tuple[float, ...]] = {"public_pass": (0.5, 1.0), "vote_margin": (0.5, 0.75, 1.0)}
+THRESHOLDS: dict[str, tuple[float, ...]] = {"public_pass": (0.5, 1.0), "vote_share": (0.5, 0.75, 1.0)}
 
 
 class _Frozen(BaseModel):
@@ -237,7 +237,7 @@ def suggest(trial: optuna.Trial, models: list[str], limits: PoolLimits) -> Confi
         return Config(stage=_stage(trial, "", model, models, limits, allow_adaptive=True), **common)
     pair = trial.suggest_categorical("cascade_pair", [f"{a}>{b}" for a in models for b in models if a != b])
     first, second = pair.split(">")
-    signal = trial.suggest_categorical("signal", ["public_pass", "vote_margin"] if limits.exec else ["vote_margin"])
+    signal = trial.suggest_categorical("signal", ["public_pass", "vote_share"] if limits.exec else ["vote_share"])
     threshold = trial.suggest_categorical(f"threshold_{signal}", list(THRESHOLDS[signal]))
     stage1 = _stage(trial, "", first, models, limits, allow_adaptive=True)
     stage2 = _stage(trial, "s2_", second, models, limits, allow_adaptive=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +26,10 @@ from thinktank.engine.engine import Engine
 from thinktank.eval.runner import run_eval, summarize
 from thinktank.eval.store import RunStore
 from thinktank.exceptions import ConfigError
+from thinktank.search.outcome import SearchOutcome, TrialResult, distinct, pareto_front
 from thinktank.search.pool import PoolProgress, PoolSpec, SamplePool
 from thinktank.search.replay import evaluate
+from thinktank.search.report import write_report
 from thinktank.search.space import NOT_REPLAYABLE, Config, PoolLimits, baseline_params, suggest
 from thinktank.tasks.base import Problem, seeded_shuffle
 from thinktank.usage import PriceTable
@@ -92,26 +93,6 @@ class SearchSettings(BaseModel):
     budget: QueryBudget | None = None
     slots: int = Field(4, ge=1)  # backend slots: latency model, confirmation concurrency
     max_n: int = Field(16, ge=1)  # largest n / adaptive max_n in the space (above the pool's n: extension)
-
-
-@dataclass
-class TrialResult:
-    number: int
-    config: Config
-    metrics: dict[str, Any]  # accuracy, ci95, canonical_accuracy, tokens, usd, latency_s, calls, draws
-    feasible: bool
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.metrics["accuracy"])
-
-    @property
-    def tokens(self) -> float:
-        return float(self.metrics["tokens"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"trial": self.number, "id": self.config.short_id(), "label": self.config.label(), "feasible": self.feasible,
-                **self.metrics, "config": self.config.model_dump(mode="json")}  # fmt: skip
 
 
 def split_problems(
@@ -229,25 +210,6 @@ async def run_study(
     return _results(study, budget)
 
 
-def _dominates(a: TrialResult, b: TrialResult, cost: str) -> bool:
-    ca, cb = float(a.metrics[cost]), float(b.metrics[cost])
-    return a.accuracy >= b.accuracy and ca <= cb and (a.accuracy > b.accuracy or ca < cb)
-
-
-def distinct(results: Sequence[TrialResult]) -> list[TrialResult]:
-    seen: dict[str, TrialResult] = {}
-    for r in results:
-        seen.setdefault(r.config.key(), r)
-    return list(seen.values())
-
-
-def pareto_front(results: Sequence[TrialResult], cost: str = "tokens") -> list[TrialResult]:
-    """Non-dominated feasible configurations (accuracy up, `cost` down), cheapest first."""
-    pool = [r for r in distinct(results) if r.feasible]
-    front = [r for r in pool if not any(_dominates(o, r, cost) for o in pool)]
-    return sorted(front, key=lambda r: (float(r.metrics[cost]), -r.accuracy))
-
-
 def choose(results: Sequence[TrialResult], budget: QueryBudget | None) -> TrialResult:
     """The front's most accurate configuration (ties: fewer tokens); a clear error when nothing fits the budget."""
     front = pareto_front(results)
@@ -282,19 +244,6 @@ def adaptive_vs_fixed(results: Sequence[TrialResult]) -> dict[str, Any] | None:
 
     return {"adaptive": row(best), "fixed": row(rival), "token_ratio": best.tokens / rival.tokens if rival.tokens else 0.0,
             "matched": bool(close)}  # fmt: skip
-
-
-@dataclass
-class SearchOutcome:
-    run_dir: Path
-    results: list[TrialResult]
-    front: list[TrialResult]
-    chosen: TrialResult
-    costs: dict[str, Any]
-    confirmation: dict[str, Any] | None = None
-    comparisons: list[dict[str, Any]] = field(default_factory=list)
-    adaptive: dict[str, Any] | None = None
-    report: dict[str, Any] = field(default_factory=dict)
 
 
 def _nominal_tokens(store: RunStore, ids: set[str]) -> tuple[int, float, float, int]:
@@ -362,8 +311,6 @@ async def run_search(
     progress: PoolProgress | None = None,
 ) -> SearchOutcome:
     """The whole search; writes run_dir/{pool.sqlite, study.db, pareto.json, chosen.yaml, report.html}."""
-    from thinktank.search.report import write_report
-
     for model in models:
         engine.backend_for(model)  # UnknownModelError before any work
     if settings.budget is not None and settings.budget.kind == "usd" and not (prices and prices.prices):

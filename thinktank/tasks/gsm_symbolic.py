@@ -28,7 +28,7 @@ from thinktank._paths import cache_dir
 from thinktank.exceptions import ConfigError, TaskDataError
 from thinktank.tasks.base import HiddenChecks, Problem, Task, TaskInput
 
-__all__ = ["TEMPLATES", "GsmSymbolicTask", "generate_example"]
+__all__ = ["DEFAULT_N", "TEMPLATES", "GsmSymbolicTask", "generate_example", "generation_options"]
 
 _REQUIREMENT = "reasoning-gym==0.1.25"
 _MEMBERS = {
@@ -118,6 +118,16 @@ def _problem(template: int, seed: int) -> Problem:
     return Problem(task_input, HiddenChecks(answer=str(example["answer"])))
 
 
+#: problems generated unless a slice needs more: every command that loads the task without an explicit n (eval's
+#: --limit/--offset/--sample, search's dev/test split) then sees the same seeded problems
+DEFAULT_N = 100
+
+
+def generation_options(seed: int, needed: int = 0) -> dict[str, Any]:
+    """`GsmSymbolicTask` options for a run: the seed picks the problems, `needed` (offset + limit) sizes them."""
+    return {"seed": seed, "n": max(DEFAULT_N, needed)}
+
+
 class GsmSymbolicTask(Task):
     """`n` seeded problems, templates interleaved so any prefix covers many templates.
 
@@ -128,7 +138,7 @@ class GsmSymbolicTask(Task):
     name = "gsm-symbolic"
     kind = "math"
 
-    def __init__(self, n: int = 100, seed: int = 0, templates: tuple[int, ...] | list[int] | None = None) -> None:
+    def __init__(self, n: int = DEFAULT_N, seed: int = 0, templates: tuple[int, ...] | list[int] | None = None) -> None:
         if n < 0:
             raise ConfigError(f"gsm-symbolic: n must be >= 0, got {n}")
         chosen = tuple(templates) if templates is not None else TEMPLATES

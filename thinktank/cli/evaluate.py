@@ -1,0 +1,201 @@
+"""`thinktank eval`, `report`, `trace` and `archs`: run an architecture on a task, compare runs, read one run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
+from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
+
+
+def default_run_dir(task: str, models: list[str], arch: str) -> Path:
+    return Path("runs") / f"{task}-{'+'.join(model_label(m) for m in models)}-{Path(arch).stem}"
+
+
+def eval_command(
+    task: Annotated[str, typer.Option("--task", "-t", help="humaneval, spider, gsm-symbolic, or a path to a JSONL task file.")],
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Model(s) the architecture uses by default; repeat for several.")
+    ] = [  # noqa: B006
+        DEFAULT_MODEL
+    ],
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Preset name or YAML file (see `thinktank archs`).")] = "single",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N problems.")] = None,
+    offset: Annotated[int, typer.Option(min=0, help="Skip the first N problems.")] = 0,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="A seeded random subset of N problems (fixed by --seed), instead of the first N.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for generated tasks, --sample and sampling.")] = 0,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Where results go; re-running resumes. Default runs/<task>-<model>-<arch>.")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Problems in flight (default: backend slots).")] = None,
+    max_tokens_per_query: Annotated[int | None, typer.Option(min=1, help="Token budget per problem.")] = None,
+    backend: BackendOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    slots: SlotsOpt = 4,
+    no_cache: NoCacheOpt = False,
+    prices: PricesOpt = None,
+) -> None:
+    """Evaluate an architecture on a task; resumable, with live accuracy and a results DB."""
+    from thinktank.arch import load_architecture
+    from thinktank.engine.budget import Budget
+    from thinktank.eval.report import comparison_table
+    from thinktank.eval.runner import run_eval, summarize
+    from thinktank.eval.store import RunStore
+    from thinktank.runtime import open_engine
+    from thinktank.tasks.registry import load_problems
+
+    problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
+    names = served_names(model, backend)
+    architecture = load_architecture(arch, names)
+    if backend is None:
+        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])))
+    run_dir = run_dir or default_run_dir(task, model, arch)
+    store = RunStore(run_dir)
+    config = {
+        "task": task,
+        "arch": architecture.name,
+        "spec": architecture.spec,
+        "models": names,
+        "seed": seed,
+        "offset": offset,
+        **({"sample": sample} if sample else {}),
+        "max_tokens_per_query": max_tokens_per_query,
+    }
+    store.bind_config(config)
+    remaining = len([p for p in problems if p.id not in store.done_ids()])
+    if remaining < len(problems):
+        console.print(f"resuming {run_dir}: {len(problems) - remaining} of {len(problems)} problems already done")
+    budget = Budget(max_tokens=max_tokens_per_query) if max_tokens_per_query else None
+
+    async def go() -> None:
+        async with open_engine(
+            architecture.models or names,
+            backend_url=backend,
+            api_key=os.environ.get(api_key_env),
+            slots=slots,
+            use_cache=not no_cache,
+            prices=load_prices(prices),
+        ) as engine:
+            columns = (
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("acc {task.fields[acc]}"),
+                TextColumn("{task.fields[tps]} tok/s"),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=err_console) as bar:
+                job = bar.add_task(f"{task} · {architecture.name}", total=remaining, acc="–", tps="–")
+
+                def tick(record: Any, progress: Any) -> None:
+                    bar.update(job, advance=1, acc=f"{100 * progress.accuracy:.1f}%", tps=f"{progress.tokens_per_s:.0f}")
+
+                await run_eval(
+                    engine, architecture, problems, store, budget=budget, concurrency=concurrency or slots, on_problem=tick
+                )
+
+    try:
+        run_async(go())
+    finally:
+        summary = summarize(store)
+        store.close()
+    console.print(comparison_table([summary]))
+    console.print(f"results: {run_dir / 'results.sqlite'}")
+
+
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
+    html_path: Annotated[Path, typer.Option("--html", help="Where to write the HTML report.")] = Path("runs/report.html"),
+    markdown: Annotated[bool, typer.Option("--markdown", help="Also print the table as Markdown.")] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="A run to compare every other run with, problem by problem: paired accuracy difference with a"
+            " bootstrap 95% CI and McNemar's p-value (runs on the same problems differ far less than their own CIs suggest).",
+        ),
+    ] = None,
+) -> None:
+    """Compare runs: a table in the terminal and an HTML page with an accuracy-vs-cost plot."""
+    from thinktank.eval.report import comparison_table, markdown_table, with_baseline, write_html
+    from thinktank.eval.runner import summarize
+    from thinktank.eval.store import RunStore
+
+    if baseline is not None and baseline not in runs:
+        runs = [baseline, *runs]
+    summaries, outcomes = [], []
+    for run in runs:
+        if not (run / "results.sqlite").exists():
+            raise typer.BadParameter(f"{run} has no results.sqlite")
+        store = RunStore(run)
+        summaries.append(summarize(store))
+        outcomes.append({r.problem_id: r.passed for r in store.records()})
+        store.close()
+    if baseline is not None:
+        with_baseline(summaries, outcomes, runs.index(baseline))
+    console.print(comparison_table(summaries))
+    if markdown:
+        print(markdown_table(summaries))
+    console.print(f"HTML report: {write_html(summaries, html_path)}")
+
+
+def trace(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    problem_id: Annotated[str, typer.Argument(help="The problem id, e.g. HumanEval/0.")],
+) -> None:
+    """Show one problem's call tree: nodes, calls, tokens, verdicts."""
+    from rich.tree import Tree
+
+    from thinktank.eval.store import RunStore
+
+    store = RunStore(run)
+    record = next((r for r in store.records() if r.problem_id == problem_id), None)
+    store.close()
+    if record is None:
+        raise typer.BadParameter(f"{problem_id} is not in {run}")
+
+    def add(tree: Tree, node: dict[str, Any]) -> None:
+        u = node["usage"]
+        label = f"[bold]{node['name']}[/bold] · {u['calls']} calls · {u['prompt_tokens']}+{u['completion_tokens']} tokens"
+        if node.get("error"):
+            label += f" · [red]{node['error']}[/red]"
+        branch = tree.add(label)
+        for call in node["calls"]:
+            cu = call["usage"]
+            branch.add(
+                f"{call['status']} {call['model']} samples {call['sample_indices']} "
+                f"{cu['prompt_tokens']}+{cu['completion_tokens']} tok {call['latency_s']:.2f}s"
+            )
+        for child in node["children"]:
+            add(branch, child)
+
+    verdict = "[green]passed[/green]" if record.passed else f"[red]failed[/red]: {record.reason}"
+    root = Tree(f"{problem_id}: {verdict} · {record.n_correct}/{record.n_candidates} candidates correct")
+    add(root, record.trace)
+    for i, cand in enumerate(record.candidates):
+        hv = cand["hidden_verdict"]
+        root.add(
+            f"candidate {i} from {cand['node']} ({cand['model']}): {'pass' if hv['passed'] else 'fail'} — {hv['reason']}"
+            f" scores={cand['scores']}"
+        )
+    console.print(root)
+
+
+def archs() -> None:
+    """List the preset architectures."""
+    from importlib import resources
+
+    from thinktank.arch import preset_names
+
+    for name in preset_names():
+        text = (resources.files("thinktank.presets") / f"{name}.yaml").read_text()
+        first = text.splitlines()[0].lstrip("# ") if text.startswith("#") else ""
+        console.print(f"[bold]{name}[/bold]: {first}")

@@ -1,0 +1,27 @@
+"""The options several commands share, with their help text written once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model pack name or path to a .gguf file (or a remote model name).")]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend", help="Base URL of an OpenAI-compatible server (e.g. http://host:8000/v1). Default: embedded llama-server."
+    ),
+]
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the remote server's API key.")]
+PricesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prices", help="YAML price table: {model: {prompt_per_mtok: 0.15, completion_per_mtok: 0.6}} (USD per 1M tokens)."
+    ),
+]
+
+
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")]
+SlotsOpt = Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")]

@@ -1,0 +1,125 @@
+"""`thinktank search`: the best architecture for a task under a budget, by replaying a pool of samples."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
+
+
+class _SearchBars:
+    """Rich progress bars for `thinktank search`: one per step (pool building, trials, confirmation)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task_id: Any = None
+
+    def start(self, label: str, total: int) -> None:
+        self.task_id = self.progress.add_task(label, total=total)
+
+    def advance(self) -> None:
+        if self.task_id is not None:
+            self.progress.advance(self.task_id)
+
+
+def search(
+    task: Annotated[str, typer.Option("--task", "-t", help="humaneval, gsm-symbolic, or a path to a JSONL task file (not SQL).")],
+    models: Annotated[
+        str,
+        typer.Option(
+            "--models",
+            help="Comma-separated models; every role (generator, tests, judge, repair, cascade stages) picks from them.",
+        ),
+    ],
+    budget_per_query: Annotated[
+        str | None, typer.Option(help="Mean cost per query the chosen architecture may have: tokens (5000) or dollars ($0.002).")
+    ] = None,
+    dev: Annotated[int, typer.Option(min=0, help="Dev problems the search scores configurations on (at least 10).")] = 40,
+    test: Annotated[int, typer.Option(min=0, help="Held-out test problems the choice is confirmed on (at least 10).")] = 40,
+    trials: Annotated[int, typer.Option(min=1, help="Finished trials the study should hold (re-running resumes).")] = 200,
+    run_dir: Annotated[Path | None, typer.Option(help="Pool, trial DB and reports. Default runs/search-<task>-<models>.")] = None,
+    pool_n: Annotated[int, typer.Option(min=1, max=64, help="Samples per (model, temperature > 0) in the pool.")] = 8,
+    repair_rounds: Annotated[
+        int, typer.Option(min=0, max=10, help="Most repair rounds in the space (0: no repair; chains are generated on demand).")
+    ] = 3,
+    temperatures: Annotated[str, typer.Option(help="Pooled temperatures, comma-separated (0 = one greedy sample).")] = "0.0,0.8",
+    greedy_models: Annotated[
+        str,
+        typer.Option(help="Comma-separated models (of --models) used only as greedy generators: e.g. a slow large model."),
+    ] = "",
+    max_n: Annotated[int, typer.Option(min=1, max=16, help="Largest n in the space; above --pool-n the pool is extended.")] = 16,
+    draws: Annotated[int, typer.Option(min=0, help="Random sample subsets per configuration, besides samples 0..n-1.")] = 8,
+    max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of samples and generated tests.")] = 512,
+    sampler: Annotated[str, typer.Option(help="Optuna sampler: nsga2 or tpe (seeded).")] = "nsga2",
+    seed: Annotated[int, typer.Option(help="Seed of the dev/test split (= eval --sample dev+test --seed), draws, sampler.")] = 0,
+    slots: SlotsOpt = 4,
+    backend: BackendOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    prices: PricesOpt = None,
+    no_confirm: Annotated[bool, typer.Option("--no-confirm", help="Skip the confirmation run on the test split.")] = False,
+    compare_runs: Annotated[
+        list[Path] | None, typer.Option("--compare-runs", help="Eval run dir to compare on the test split; repeat for several.")
+    ] = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems."""
+    from thinktank.exceptions import ConfigError
+    from thinktank.runtime import open_engine
+    from thinktank.search.pool import PoolSpec
+    from thinktank.search.report import front_table, summary_lines
+    from thinktank.search.study import MIN_TEST, QueryBudget, SearchSettings, run_search, split_problems
+    from thinktank.tasks.registry import load_problems
+
+    refs = [m.strip() for m in models.split(",") if m.strip()]
+    if not refs:
+        raise ConfigError("--models needs at least one model")
+    if sampler not in ("nsga2", "tpe"):
+        raise ConfigError(f"--sampler must be nsga2 or tpe, got {sampler!r}")
+    try:
+        temps = tuple(dict.fromkeys(float(t) for t in temperatures.split(",") if t.strip()))
+    except ValueError as exc:
+        raise ConfigError(f"--temperatures {temperatures!r}: comma-separated numbers expected") from exc
+    budget = QueryBudget.parse(budget_per_query) if budget_per_query else None
+    dev_problems, test_problems = split_problems(  # as `eval --sample dev+test --seed` loads them
+        load_problems(task, seed=seed), dev, test, seed, min_test=0 if no_confirm else MIN_TEST
+    )
+    names = served_names(refs, backend)
+    if backend is None:
+        prepare_local(refs)  # unknown models and missing packs fail here, before any work
+    greedy = served_names((m for m in greedy_models.split(",") if m.strip()), backend)
+    if unknown := [m for m in greedy if m not in names]:
+        raise ConfigError(f"--greedy-models {', '.join(unknown)} not in --models")
+    spec = PoolSpec(
+        models=tuple(names),
+        temperatures=temps,
+        n=pool_n,
+        max_tokens=max_tokens,
+        greedy_models=tuple(greedy),
+        repair_rounds=repair_rounds,
+    )
+    settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n)
+    run_dir = run_dir or Path("runs") / f"search-{Path(task).stem}-{'+'.join(names)}"
+    price_table = load_prices(prices)
+
+    async def go() -> Any:
+        async with open_engine(refs, backend_url=backend, api_key=os.environ.get(api_key_env), slots=slots,
+                               use_cache=not no_cache, prices=price_table) as engine:  # fmt: skip
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                       TimeRemainingColumn())  # fmt: skip
+            with Progress(*columns, console=err_console) as bars:
+                return await run_search(engine, task=task, dev=dev_problems, test=test_problems, models=names, run_dir=run_dir,
+                                        spec=spec, settings=settings, prices=price_table, confirm_on_test=not no_confirm,
+                                        compare=compare_runs or [], progress=_SearchBars(bars))  # fmt: skip
+
+    outcome = run_async(go())
+    console.print(front_table(outcome))
+    for line in summary_lines(outcome):
+        console.print(line, markup=False, highlight=False)
+    for name in ("chosen.yaml", "pareto.json", "report.html"):
+        console.print(f"{name}: {run_dir / name}")
