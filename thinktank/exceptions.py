@@ -17,6 +17,7 @@
     ├── VerificationError           a verifier could not run (not: the candidate failed)
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit
+    ├── PoolError                   a search's sample pool is unusable, or lacks data it cannot generate
     └── ServeError                  `thinktank serve` refuses a request: HTTP status + OpenAI error type/code/param
 
 Retryability is decided only by `is_retryable` below.
@@ -139,6 +140,10 @@ class ServeError(ThinktankError):
     ) -> None:
         self.status_code, self.type, self.code, self.param, self.retry_after = status_code, type, code, param, retry_after
         super().__init__(message)
+
+
+class PoolError(ThinktankError):
+    """The pool file is unusable, or replay needs data the pool cannot generate (no engine attached)."""
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})

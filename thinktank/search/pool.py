@@ -31,21 +31,18 @@ from pydantic import BaseModel, Field, field_validator
 from thinktank._aio import gather_all
 from thinktank._sqlite import open_sqlite
 from thinktank.engine.budget import BudgetTracker
-from thinktank.engine.cache import cache_key
 from thinktank.engine.engine import Context, Engine
 from thinktank.engine.trace import TraceNode
 from thinktank.eval.grading import Grader
-from thinktank.exceptions import ConfigError, ThinktankError
-from thinktank.tasks.answers import extract
+from thinktank.exceptions import ConfigError, PoolError
+from thinktank.kinds import kind_of
 from thinktank.tasks.base import Problem
-from thinktank.techniques._equivalence import answer_keys
-from thinktank.techniques._prompting import distinct_key, show
 from thinktank.techniques.base import Candidate
 from thinktank.techniques.gen_tests import GenTests, tests_from_replies
 from thinktank.techniques.generate import Generate
 from thinktank.techniques.rank import Rank
 from thinktank.techniques.repair import Repair
-from thinktank.techniques.verify_exec import has_public_checks, public_check
+from thinktank.techniques.verify_exec import public_check
 from thinktank.types import Completion, GenerationRequest
 
 __all__ = ["Answer", "Call", "Chain", "PoolError", "PoolProgress", "PoolSpec", "SamplePool", "TestSet"]
@@ -73,10 +70,6 @@ CREATE TABLE IF NOT EXISTS repairs (model TEXT NOT NULL, problem_id TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS chains (model TEXT NOT NULL, problem_id TEXT NOT NULL, start TEXT NOT NULL,
     rounds INTEGER NOT NULL, PRIMARY KEY (model, problem_id, start));
 """
-
-
-class PoolError(ThinktankError):
-    """The pool file is unusable, or replay needs data the pool cannot generate (no engine attached)."""
 
 
 class PoolSpec(BaseModel):
@@ -203,16 +196,18 @@ class _Meter(Context):
     log: list[_Logged] = field(default_factory=list)
 
     async def generate(self, request: GenerationRequest) -> list[Completion]:
+        keys = self.engine.cache_keys(request, self)  # before the call: what the engine looks up for it
         out = await super().generate(request)
         for c in out:
-            self.log.append(_Logged(self.node.name, (request.seed or 0) + c.sample_index, c.text, self._call(request, c)))
+            call = self._call(request, c, keys[c.sample_index])
+            self.log.append(_Logged(self.node.name, (request.seed or 0) + c.sample_index, c.text, call))
         return out
 
-    def _call(self, request: GenerationRequest, c: Completion) -> Call:
+    def _call(self, request: GenerationRequest, c: Completion, key: str) -> Call:
         u = c.usage
         if not c.cached:
             return Call(request.model, u.prompt_tokens, u.completion_tokens, u.latency_s, False)
-        hit = self.engine.cache.get(cache_key(request, c.sample_index)) if self.engine.cache else None
+        hit = self.engine.cache.get(key) if self.engine.cache else None
         if hit is None:
             return Call(request.model, 0, u.saved_tokens, None, True)
         return Call(request.model, hit.prompt_tokens, hit.completion_tokens, None, True)
@@ -247,12 +242,9 @@ class SamplePool:
     def __init__(
         self, path: str | Path, problems: Sequence[Problem], spec: PoolSpec, *, engine: Engine | None = None, concurrency: int = 8
     ) -> None:
-        kinds = {p.kind for p in problems}
-        if "sql" in kinds:
-            raise ConfigError(
-                "search replays code, math and text tasks only: a SQL answer's vote key depends on the whole candidate set"
-                " (the synthesised database is shaped by every query), so samples cannot be replayed one by one"
-            )
+        for kind in {p.kind: kind_of(p.input) for p in problems}.values():
+            if kind.replay_obstacle:
+                raise ConfigError(kind.replay_obstacle)
         self.path, self.spec, self.engine = Path(path), spec, engine
         self._limit = asyncio.Semaphore(concurrency)  # problems in flight: rows commit as they finish
         self.problems = {p.id: p for p in problems}
@@ -316,13 +308,14 @@ class SamplePool:
         text, answer, key, pub, score, hidden, distinct, shown, call_model, pt, ct, lat, cached, phase, stage = row
         item = Answer(text, answer, key, None if pub is None else bool(pub), score, bool(hidden), distinct, shown,
                       Call(call_model, pt, ct, lat, bool(cached)))  # fmt: skip
-        if self._problem_kind(pid) == "code":
+        if self._keyed_by_answer(pid):
             self._info.setdefault((pid, answer), _Info(key, item.public_passed, score, item.hidden_passed))
         return item, phase, stage
 
-    def _problem_kind(self, pid: str) -> str | None:
+    def _keyed_by_answer(self, pid: str) -> bool:
+        """Whether the problem's answers have one key each, whatever the other answers (then kept per answer)."""
         problem = self.problems.get(pid)
-        return problem.kind if problem else None
+        return problem is not None and kind_of(problem.input).keyed_by_answer
 
     @staticmethod
     def _answer_values(a: Answer, phase: str, stage: str) -> tuple[Any, ...]:
@@ -448,29 +441,31 @@ class SamplePool:
     async def _answers(self, problem: Problem, items: Sequence[tuple[str, Call]]) -> list[Answer]:
         """Extract, check (public), key and grade (hidden) replies — each distinct program once per pool."""
         engine, task, pid = self._engine(), problem.input, problem.id
-        ctx = engine.context(name=f"pool:{pid}")
-        cands = [Candidate(text, extract(task, text), call.model, "generate") for text, call in items]
-        fresh = list(dict.fromkeys(c.answer for c in cands if (pid, c.answer) not in self._info or task.kind != "code"))
+        kind, resources = kind_of(task), engine.resources
+        by_answer_only = kind.keyed_by_answer
+        cands = [Candidate(text, kind.extract(task, text), call.model, "generate") for text, call in items]
+        fresh = list(dict.fromkeys(c.answer for c in cands if (pid, c.answer) not in self._info or not by_answer_only))
         by_answer = {c.answer: c for c in cands}
-        public = has_public_checks(task)
-        verdicts = await gather_all(public_check(ctx, task, a) for a in fresh) if public else []
-        hidden = await gather_all(Grader(engine.tools).grade(problem, a, by_answer[a].text) for a in fresh)
-        fresh_keys = await answer_keys(ctx, task, [by_answer[a] for a in fresh]) if task.kind == "code" else []
+        public = kind.has_public_checks(task)
+        verdicts = await gather_all(kind.public_check(resources, task, a) for a in fresh) if public else []
+        hidden = await gather_all(Grader(resources).grade(problem, a) for a in fresh)
+        fresh_cands = [by_answer[a] for a in fresh]
+        fresh_keys = await kind.answer_keys(resources, task, fresh_cands, {}) if by_answer_only else []
         info: dict[str | None, _Info] = {}
         for i, a in enumerate(fresh):
-            key = _key_hash(fresh_keys[i]) if task.kind == "code" else None
+            key = _key_hash(fresh_keys[i]) if by_answer_only else None
             v = verdicts[i] if public else None
             info[a] = _Info(key, v.passed if v else None, v.score if v else 0.0, hidden[i].passed)
-            if task.kind == "code":
+            if by_answer_only:
                 self._info[(pid, a)] = info[a]
-        keys = [_key_hash(k) for k in await answer_keys(ctx, task, cands)] if task.kind != "code" else []
+        keys = [] if by_answer_only else [_key_hash(k) for k in await kind.answer_keys(resources, task, cands, {})]
         out = []
         for i, (c, (_, call)) in enumerate(zip(cands, items, strict=True)):
             known = info.get(c.answer) or self._info[(pid, c.answer)]
-            key = keys[i] if task.kind != "code" else known.key
-            shown = _digest(show(task, c, JUDGE_MAX_CHARS))
+            key = known.key if by_answer_only else keys[i]
+            shown = _digest(kind.show(c, JUDGE_MAX_CHARS))
             out.append(Answer(c.text, c.answer, key, known.public_passed, known.public_score, known.hidden_passed,
-                              _digest(distinct_key(task, c)), shown, call))  # fmt: skip
+                              _digest(kind.distinct_key(c)), shown, call))  # fmt: skip
         return out
 
     async def ensure_samples(self, model: str, temperature: float, upto: int, problem_ids: Iterable[str]) -> None:
@@ -520,7 +515,7 @@ class SamplePool:
 
     async def _fill_tests(self, problem: Problem, model: str) -> None:
         task = problem.input
-        if (model, problem.id) in self._tests or task.kind != "code" or not task.entry_point:
+        if (model, problem.id) in self._tests or not kind_of(task).takes_unit_tests(task):
             return
         ctx = _meter(self._engine(), "gen_tests")
         gen = GenTests([model], n_tests=self.spec.test_replies, temperature=self.spec.tests_temperature,
@@ -541,8 +536,9 @@ class SamplePool:
         todo = [a for a in dict.fromkeys(answers) if a and (model, problem_id, _answer_hash(a)) not in self._runs]
         if not todo:
             return
-        sandbox = self._engine().tools.sandbox
-        verdicts = await gather_all(sandbox.run_asserts(a, list(tests.tests)) for a in todo)
+        task, resources = self._problem(problem_id).input, self._engine().resources
+        kind = kind_of(task)
+        verdicts = await gather_all(kind.run_unit_tests(resources, task, a, list(tests.tests)) for a in todo)
         pairs = list(zip(todo, verdicts, strict=True))
         rows = [(model, problem_id, _answer_hash(a), json.dumps(v.details["results"])) for a, v in pairs]
         self._write([("INSERT OR REPLACE INTO test_runs VALUES (?, ?, ?, ?)", rows)])
@@ -621,7 +617,7 @@ class SamplePool:
                 if progress:
                     progress.start(f"samples {model} T={temperature:g} ×{size}", len(todo))
                 await self._each(todo, partial(self._fill_pid, model=model, temperature=temperature, upto=size), tick)
-        code = [pid for pid in ids if self.problems[pid].kind == "code" and self.problems[pid].input.entry_point]
+        code = [pid for pid in ids if kind_of(self.problems[pid].input).takes_unit_tests(self.problems[pid].input)]
         if not code:
             return
         for model in self.spec.helper_models:
