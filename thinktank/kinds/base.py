@@ -62,6 +62,10 @@ class TaskKind(ABC):
     repair_terms: ClassVar[tuple[str, str]] = ("python", "function")
     #: the key depends on the answer alone and costs a run to compute, so callers may keep it per answer
     keyed_by_answer: ClassVar[bool] = False
+    #: what a problem must carry for `grade` to mean anything: (field, why) — a `TaskInput` field, or "hidden.<field>"
+    needs: ClassVar[tuple[tuple[str, str], ...]] = (("hidden.answer", ""),)
+    #: the search space offers stages that run answers (exec_vote, repair, first_pass, generated tests) for this kind
+    search_runs_answers: ClassVar[bool] = False
     #: why the search cannot replay this kind's samples one by one, or None when it can
     replay_obstacle: ClassVar[str | None] = None
 
@@ -126,9 +130,12 @@ class TaskKind(ABC):
         return None
 
     def lacks(self, task: TaskInput, hidden: HiddenChecks) -> str | None:
-        """What a problem of this kind is missing for `grade` to mean anything (a user's task file), else None."""
-        if not hidden.answer.strip():
-            return f"kind {self.name!r} needs 'hidden.answer'"
+        """The first of `needs` a problem lacks (said for a user's task file), else None; hidden text must not be blank."""
+        for field, why in self.needs:
+            name = field.removeprefix("hidden.")
+            value = getattr(hidden, name).strip() if name != field else getattr(task, field)
+            if not value:
+                return f"kind {self.name!r} needs {field!r}{why}"
         return None
 
     @abstractmethod

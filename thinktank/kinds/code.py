@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from thinktank._aio import gather_all
 from thinktank.kinds.base import Key, Reply, TaskKind
-from thinktank.tasks.base import HiddenChecks, Problem, TaskInput
+from thinktank.tasks.base import Problem, TaskInput
 from thinktank.tasks.humaneval import extract_code
 from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.python_sandbox import HiddenTests, PythonSandbox
@@ -31,8 +31,13 @@ class CodeKind(TaskKind):
     name = "code"
     answer_format = "Write the complete function `{entry_point}` (with the imports it needs) in one ```python block."
     fence = "python"
+    needs = (
+        ("entry_point", " (the function to implement)"),
+        ("hidden.test_code", " (source defining check(candidate))"),
+    )
     artefact = "program"
     keyed_by_answer = True
+    search_runs_answers = True
 
     def extract(self, task: TaskInput, text: str) -> str | None:
         return extract_code(text, task.entry_point or "", task.meta.get("code_prompt", ""))
@@ -83,13 +88,6 @@ class CodeKind(TaskKind):
         if len(failures) > 1:
             lines.append("It also fails: " + "; ".join(f["assert"] for f in failures[1:3]))
         return "\n".join(lines)
-
-    def lacks(self, task: TaskInput, hidden: HiddenChecks) -> str | None:
-        if not task.entry_point:
-            return "kind 'code' needs 'entry_point' (the function to implement)"
-        if not hidden.test_code.strip():
-            return "kind 'code' needs 'hidden.test_code' (source defining check(candidate))"
-        return None
 
     async def grade(self, resources: Resources, problem: Problem, answer: str) -> Verdict:
         tests = HiddenTests(problem.hidden.test_code, problem.input.entry_point or "")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from thinktank._aio import gather_all
 from thinktank.kinds.base import Key, Reply, TaskKind
-from thinktank.tasks.base import HiddenChecks, Problem, TaskInput
+from thinktank.tasks.base import Problem, TaskInput
 from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.sql import GoldQuery, SqlVerifier, extract_sql, normalize
 
@@ -28,6 +28,7 @@ class SqlKind(TaskKind):
     name = "sql"
     answer_format = "Write exactly one SQLite query in a ```sql block."
     fence = "sql"
+    needs = (("schema", ""), ("hidden.gold_sql", ""))
     artefact = "query"
     repair_terms = ("sql", "query")
     replay_obstacle = (
@@ -69,13 +70,6 @@ class SqlKind(TaskKind):
             # it runs, which beats an error, but an empty result is rarely what a question asks for
             return Verdict(False, "the query runs but returns no rows", 0.5, details, result.duration_s)
         return Verdict(True, f"the query runs and returns {len(result.rows)} rows", 1.0, details, result.duration_s)
-
-    def lacks(self, task: TaskInput, hidden: HiddenChecks) -> str | None:
-        if not task.schema:
-            return "kind 'sql' needs 'schema'"
-        if not hidden.gold_sql.strip():
-            return "kind 'sql' needs 'hidden.gold_sql'"
-        return None
 
     async def grade(self, resources: Resources, problem: Problem, answer: str) -> Verdict:
         gold = GoldQuery(problem.hidden.gold_sql, problem.input.schema or "")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+#: names of the task kinds; each has its `TaskKind` strategy in `thinktank.kinds.KINDS`
 Kind = Literal["code", "sql", "math", "text"]
 
 
@@ -29,7 +30,11 @@ class TaskInput:
 
 @dataclass(frozen=True)
 class HiddenChecks:
-    """Grading material; never passed to a technique."""
+    """Grading material; never passed to a technique.
+
+    One field per kind of reference, each read only by its own kind's `grade` (`thinktank.kinds`): a flat record
+    keeps problems plain data (JSONL lines, the run store) without a class per kind.
+    """
 
     test_code: str = ""  # code: source defining `check(candidate)` (HumanEval style)
     gold_sql: str = ""  # sql: the reference query
