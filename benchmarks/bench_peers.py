@@ -94,7 +94,7 @@ async def main() -> None:
                 text, completion, calls = await run(problem)
                 tally.wall_s += time.perf_counter() - started
                 after = server_metrics(server.base_url)
-                verdict = await grader.grade(problem, extract(problem.input, text), text)
+                verdict = await grader.grade(problem, extract(problem.input, text))
                 tally.correct += verdict.passed
                 tally.per_problem.append(verdict.passed)
                 tally.reported_completion += completion

@@ -6,8 +6,6 @@ async with open_engine(["qwen2.5-coder-0.5b-instruct"]) as engine:
     result = await arch.run(task_input, engine.context(Budget(max_tokens=8000)))
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from thinktank.arch import Architecture, ArchResult, build_architecture, load_architecture
 from thinktank.engine import Budget, Context, Engine, ResponseCache
 from thinktank.exceptions import BudgetExceeded, ThinktankError
@@ -15,11 +13,7 @@ from thinktank.runtime import open_engine
 from thinktank.tasks.base import Problem, TaskInput
 from thinktank.types import GenerationRequest
 from thinktank.usage import Usage
-
-try:  # pyproject.toml is the one place the version is written; the installed metadata carries it
-    __version__ = version("thinktank")
-except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
-    __version__ = "0+unknown"
+from thinktank.version import __version__ as __version__  # re-exported, not in __all__ (a dunder)
 
 __all__ = [
     "ArchResult",

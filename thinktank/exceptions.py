@@ -17,6 +17,7 @@
     ├── VerificationError           a verifier could not run (not: the candidate failed)
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit
+    ├── PoolError                   a search's sample pool is unusable, or lacks data it cannot generate
     └── ServeError                  `thinktank serve` refuses a request (HTTP-shaped: defined in serve/errors.py)
 
 Retryability is decided only by `is_retryable` below.
@@ -122,6 +123,10 @@ class BudgetExceeded(ThinktankError):
     def __init__(self, message: str, spent: Usage) -> None:
         self.spent = spent
         super().__init__(message)
+
+
+class PoolError(ThinktankError):
+    """The pool file is unusable, or replay needs data the pool cannot generate (no engine attached)."""
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})

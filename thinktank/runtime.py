@@ -57,4 +57,6 @@ async def open_engine(
                     backend = server.backend()
                 backends[label] = await stack.enter_async_context(backend)
                 backends.setdefault(ref, backends[label])
-        yield Engine(backends, default_backend=default, cache=cache, prices=prices)
+        engine = Engine(backends, default_backend=default, cache=cache, prices=prices)
+        stack.push_async_callback(engine.aclose)  # the run's sandbox and SQL verifier, if it made them
+        yield engine

@@ -246,3 +246,19 @@ def test_a_seeded_sample_is_keyed_by_its_effective_seed():
     assert cache_key(base, 4) != cache_key(base, 5)
     unseeded = base.with_(seed=None)
     assert cache_key(unseeded, 4) != cache_key(base, 4) and cache_key(unseeded, 0) != cache_key(unseeded, 1)
+
+
+async def test_cache_keys_are_those_of_the_request_the_engine_sends(tmp_path):
+    # the pool used to hash the request as written; overrides and the budget clamp change what is sent and cached
+    from thinktank.engine.cache import cache_key
+    from thinktank.engine.engine import Overrides
+
+    cache = ResponseCache(tmp_path / "c.db")
+    engine = Engine({"m": ScriptedBackend(echo_index)}, cache=cache)
+    request = GenerationRequest.from_prompt("hi", "m", n=2, max_tokens=500)
+    ctx = engine.context(Budget(max_tokens=100), overrides=Overrides(temperature=0.3))
+    keys = engine.cache_keys(request, ctx)
+    assert keys != [cache_key(request, i) for i in range(2)]
+    assert keys == [cache_key(request.with_(temperature=0.3, max_tokens=100), i) for i in range(2)]
+    await engine.generate(request, ctx)
+    assert all(cache.get(key) is not None for key in keys)  # exactly the keys the engine wrote

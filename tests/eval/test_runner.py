@@ -5,6 +5,7 @@ import pytest
 from thinktank.arch import load_architecture
 from thinktank.backends import ScriptedBackend
 from thinktank.engine import Engine
+from thinktank.eval.grading import Grader
 from thinktank.eval.report import comparison_table, markdown_table, with_baseline, write_html
 from thinktank.eval.runner import run_eval, summarize
 from thinktank.eval.store import RunStore, StoreError
@@ -130,3 +131,10 @@ async def test_tokens_served_from_the_cache_are_counted_apart(tmp_path):
     fresh, cached = summaries
     assert fresh["tokens_per_problem"] > 0 and cached["tokens_per_problem"] == 0
     assert cached["tokens_with_cache_per_problem"] == fresh["tokens_with_cache_per_problem"] == fresh["tokens_per_problem"]
+
+
+async def test_grader_needs_only_the_problem_and_the_extracted_answer():
+    # the reply text was a third, unused parameter: grading depends on the extracted answer alone
+    problem = Problem(TaskInput("t", "text", "Capital of France?"), HiddenChecks(answer="Paris"))
+    verdict = await Grader().grade(problem, " paris ")
+    assert verdict.passed and verdict.reason == "exact match"

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from thinktank.tasks.humaneval import HumanEvalTask, docstring_tests, extract_code, load_rows
+from thinktank.kinds.code import extract_code
+from thinktank.tasks.humaneval import HumanEvalTask, docstring_tests, load_rows
 
 # Runs each (program, statements) pair in one fresh interpreter and reports which pairs ran cleanly.
 _RUNNER = """

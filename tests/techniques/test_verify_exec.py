@@ -7,6 +7,7 @@ from thinktank.engine import Engine
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate
 from thinktank.techniques.verify_exec import VerifyExec
+from thinktank.verifiers.python_sandbox import PythonSandbox
 
 CODE = TaskInput(
     "c1", "code", "Write inc(x) returning x + 1.", entry_point="inc", public_tests=("assert inc(1) == 2", "assert inc(0) == 1")
@@ -29,7 +30,7 @@ def engine():
 
 def count_runs(eng, monkeypatch):
     seen = []
-    real = eng.tools.sandbox.run_asserts
+    real = eng.resources.get(PythonSandbox).run_asserts
 
     async def spy(solution, asserts):
         start = time.monotonic()
@@ -37,7 +38,7 @@ def count_runs(eng, monkeypatch):
         seen.append((solution, start, time.monotonic()))
         return verdict
 
-    monkeypatch.setattr(eng.tools.sandbox, "run_asserts", spy)
+    monkeypatch.setattr(eng.resources.get(PythonSandbox), "run_asserts", spy)
     return seen
 
 

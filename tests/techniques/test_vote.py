@@ -6,12 +6,14 @@ import pytest
 from thinktank.arch import build_architecture
 from thinktank.backends import ScriptedBackend
 from thinktank.engine import Engine
+from thinktank.engine.resources import Resources
+from thinktank.kinds.code import call_inputs, source_key
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques._equivalence import answer_keys, call_inputs, source_key
+from thinktank.techniques._equivalence import answer_keys
 from thinktank.techniques.base import Candidate
 from thinktank.techniques.vote import Vote
+from thinktank.verifiers.python_sandbox import PythonSandbox
 from thinktank.verifiers.sql import SqlVerifier
-from thinktank.verifiers.toolbox import Toolbox
 
 MATH = TaskInput("m1", "math", "What is 6*7?")
 SCHEMA = "Table: singer. Columns: Singer_ID (number), Name (text), Country (text), Age (number)"
@@ -31,10 +33,10 @@ def cand(text, answer=None):
 
 
 def engine(tmp_path: Path | None = None) -> Engine:
-    tools = Toolbox()
+    resources = Resources()
     if tmp_path is not None:
-        tools._sql = SqlVerifier(k=1, db_dir=tmp_path)
-    return Engine({"m": ScriptedBackend(lambda r, i: "unused")}, tools=tools)
+        resources.provide(SqlVerifier(k=1, db_dir=tmp_path))
+    return Engine({"m": ScriptedBackend(lambda r, i: "unused")}, resources=resources)
 
 
 async def test_math_majority_is_by_value_not_by_text():
@@ -80,7 +82,7 @@ async def test_sql_groups_different_queries_with_equal_results(tmp_path):
         "SELECT s.Name AS n FROM singer AS s WHERE NOT s.Age <= 30",
     ]
     eng = engine(tmp_path)
-    results = [await eng.tools.sql.execute(q, SCHEMA, hint_sqls=list(dict.fromkeys(queries))) for q in queries]
+    results = [await eng.resources.get(SqlVerifier).execute(q, SCHEMA, hint_sqls=list(dict.fromkeys(queries))) for q in queries]
     assert results[4].rows == results[5].rows and results[0].rows != results[4].rows != results[3].rows
     ctx = eng.context()
     out = await Vote().apply(ctx, SQL, [cand(f"```sql\n{q}\n```", q) for q in queries])
@@ -91,7 +93,7 @@ async def test_sql_groups_different_queries_with_equal_results(tmp_path):
 
 async def test_code_clusters_by_behaviour_on_the_public_inputs(monkeypatch):
     eng = engine()
-    real, runs = eng.tools.sandbox.call_outputs, []
+    real, runs = eng.resources.get(PythonSandbox).call_outputs, []
 
     async def spy(program, entry_point, inputs):
         start = time.monotonic()
@@ -99,7 +101,7 @@ async def test_code_clusters_by_behaviour_on_the_public_inputs(monkeypatch):
         runs.append((program, inputs, start, time.monotonic()))
         return out
 
-    monkeypatch.setattr(eng.tools.sandbox, "call_outputs", spy)
+    monkeypatch.setattr(eng.resources.get(PythonSandbox), "call_outputs", spy)
     ctx = eng.context()
     out = await Vote().apply(ctx, CODE, [cand(WRONG), cand(CRASH), cand(GOOD), cand(GOOD_OTHER)])
     assert [c.answer for c in out] == [GOOD, GOOD_OTHER, WRONG, CRASH]

@@ -170,8 +170,8 @@ def test_grade_verdicts() -> None:
     assert verifier.grade("#### 18", "Janet sells 16 - 3 - 4 = 9 eggs... \n#### 18").passed
 
 
-async def test_agrade_matches_grade() -> None:
-    verdict = await MathVerifier().agrade("The answer is 7.", "7")
+async def test_check_matches_grade() -> None:
+    verdict = await MathVerifier().check("The answer is 7.", "7")
     assert verdict.passed
 
 

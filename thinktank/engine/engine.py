@@ -21,12 +21,12 @@ from thinktank._aio import gather_all
 from thinktank.backends.base import Backend, StreamEvent
 from thinktank.engine.budget import Budget, BudgetTracker
 from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
+from thinktank.engine.resources import Resources
 from thinktank.engine.slots import Slots
 from thinktank.engine.trace import CallRecord, TraceNode
 from thinktank.exceptions import BackendError, BudgetExceeded, UnknownModelError
 from thinktank.types import BackendResponse, Completion, GenerationRequest
 from thinktank.usage import PriceTable, Usage
-from thinktank.verifiers.toolbox import Toolbox
 
 
 class Engine:
@@ -37,10 +37,11 @@ class Engine:
         default_backend: Backend | None = None,
         cache: ResponseCache | None = None,
         prices: PriceTable | None = None,
-        tools: Toolbox | None = None,
+        resources: Resources | None = None,
     ) -> None:
-        """`backends` maps model names to backends; `default_backend` serves any other name."""
-        self.tools = tools or Toolbox()
+        """`backends` maps model names to backends; `default_backend` serves any other name; `resources` holds the
+        run's shared helpers (verifiers), made on first use."""
+        self.resources = resources or Resources()
         self.backends = dict(backends)
         self.default_backend = default_backend
         self.cache = cache
@@ -52,6 +53,10 @@ class Engine:
         self, budget: Budget | None = None, *, name: str = "query", use_cache: bool = True, overrides: Overrides | None = None
     ) -> Context:
         return Context(self, BudgetTracker.start(budget), TraceNode(name), use_cache, overrides)
+
+    async def aclose(self) -> None:
+        """Close the run's shared resources (backends belong to whoever opened them)."""
+        await self.resources.aclose()
 
     def backend_for(self, model: str) -> Backend:
         backend = self.backends.get(model, self.default_backend)
@@ -65,15 +70,28 @@ class Engine:
             self._limits[key] = Slots(backend.max_concurrency)
         return self._limits[key]
 
-    def _prepare(self, request: GenerationRequest, ctx: Context) -> tuple[GenerationRequest, Backend]:
-        """The request as this query may send it (its overrides, max_tokens within the token budget), and its backend."""
+    def effective_request(self, request: GenerationRequest, ctx: Context) -> GenerationRequest:
+        """The request as this query would send it now: its overrides applied, max_tokens within the token budget."""
         if ctx.overrides is not None:
             request = ctx.overrides.apply(request)
-        backend = self.backend_for(request.model)
-        ctx.budget.check()
         remaining = ctx.budget.remaining_tokens()
         if remaining is not None and remaining < request.max_tokens:
             request = request.with_(max_tokens=max(1, remaining))
+        return request
+
+    def cache_keys(self, request: GenerationRequest, ctx: Context) -> list[str]:
+        """The response-cache key of each of the request's samples, as `generate` would look them up now.
+
+        Ask before the call: the token budget the call spends can clamp a later request differently.
+        """
+        effective = self.effective_request(request, ctx)
+        return [cache_key(effective, i) for i in range(effective.n)]
+
+    def _prepare(self, request: GenerationRequest, ctx: Context) -> tuple[GenerationRequest, Backend]:
+        """The request as this query may send it (see `effective_request`), and its backend."""
+        request = self.effective_request(request, ctx)
+        backend = self.backend_for(request.model)
+        ctx.budget.check()
         return request, backend
 
     async def generate(self, request: GenerationRequest, ctx: Context) -> list[Completion]:
@@ -337,6 +355,6 @@ class Context:
         return self.node.usage
 
     @property
-    def tools(self) -> Toolbox:
-        """Inference-time verifiers (sandbox, SQL) shared by the run."""
-        return self.engine.tools
+    def resources(self) -> Resources:
+        """The run's shared helpers (the verifiers techniques run answers with), as `ctx.resources.get(PythonSandbox)`."""
+        return self.engine.resources

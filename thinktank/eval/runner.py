@@ -40,11 +40,11 @@ class Progress:
         return self.tokens / max(1e-9, time.monotonic() - self.started)
 
 
-async def grade_candidates(grader: Grader, problem: Problem, answers: list[tuple[str | None, str]]) -> list[Verdict]:
+async def grade_candidates(grader: Grader, problem: Problem, answers: list[str | None]) -> list[Verdict]:
     """Grade each distinct answer once, in parallel; identical answers share a verdict."""
-    texts = {answer: text for answer, text in reversed(answers)}  # first text of each answer
-    verdicts = dict(zip(texts, await gather_all(grader.grade(problem, a, t) for a, t in texts.items()), strict=True))
-    return [verdicts[answer] for answer, _ in answers]
+    distinct = list(dict.fromkeys(answers))
+    verdicts = dict(zip(distinct, await gather_all(grader.grade(problem, a) for a in distinct), strict=True))
+    return [verdicts[answer] for answer in answers]
 
 
 async def solve_and_grade(
@@ -54,7 +54,7 @@ async def solve_and_grade(
     started = time.monotonic()
     result = await arch.run(problem.input, ctx)
     latency = time.monotonic() - started
-    cand_verdicts = await grade_candidates(grader, problem, [(c.answer, c.text) for c in result.candidates])
+    cand_verdicts = await grade_candidates(grader, problem, [c.answer for c in result.candidates])
     if result.answer is None:
         verdict = Verdict(False, result.error or "no answer")
     else:
@@ -98,7 +98,7 @@ async def run_eval(
     on_problem: Callable[[ProblemRecord, Progress], None] | None = None,
 ) -> Progress:
     """Solve what the store does not have yet; each finished problem is committed at once."""
-    grader = grader or Grader(engine.tools)
+    grader = grader or Grader(engine.resources)
     done = store.done_ids()
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     progress = Progress()

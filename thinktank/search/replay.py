@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from thinktank._aio import gather_all
+from thinktank.kinds import kind_of
 from thinktank.search.pool import Answer, Call, PoolError, SamplePool
 from thinktank.search.space import Config, Stage
 from thinktank.tasks.base import TaskInput
@@ -126,7 +127,7 @@ def _verify_filter(cands: list[Answer]) -> list[Answer]:
 
 def _codet(run: _Run, stage: Stage, cands: list[Answer]) -> list[Answer]:
     task = run.task
-    if task.kind != "code" or not task.entry_point:
+    if not kind_of(task).takes_unit_tests(task):
         return cands
     if len({c.answer for c in cands if c.answer}) < 2:  # as GenTests: no tests written, programs first
         return sorted(cands, key=lambda c: not c.answer)
@@ -187,7 +188,7 @@ def _adaptive(run: _Run, stage: Stage, order: list[int]) -> list[Answer]:
     a = stage.adaptive
     assert a is not None
     samples = run.pool.samples(stage.model, stage.temperature, run.pid)
-    check = a.first_pass and run.task.kind == "code" and bool(run.task.public_tests)
+    check = a.first_pass and kind_of(run.task).public_pass_is_final(run.task)
     drawn: list[Answer] = []
     for k in range(math.ceil(a.max_n / a.wave)):
         fresh = [samples[order[s]] for s in range(k * a.wave, min((k + 1) * a.wave, a.max_n))]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel
 
+from thinktank.kinds import kind_named
 from thinktank.search.pool import PoolSpec
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class PoolLimits(_Frozen):
 
     @classmethod
     def of(cls, spec: PoolSpec, kind: str, max_n: int = 16) -> PoolLimits:
-        code = kind == "code"
+        code = kind_named(kind).search_runs_answers
         fixed = {"max_tokens": spec.max_tokens, "tests_temperature": spec.tests_temperature,
                  "judge_max_tokens": spec.judge_max_tokens, "repair_max_tokens": spec.repair_max_tokens}  # fmt: skip
         return cls(temperatures=spec.temperatures, max_n=max_n, test_replies=spec.test_replies,

@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thinktank import __version__
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Engine
 from thinktank.exceptions import ConfigError, ThinktankError
@@ -30,6 +29,7 @@ from thinktank.serve.limits import BodySizeLimit
 from thinktank.serve.metrics import Metrics
 from thinktank.serve.routes import router
 from thinktank.serve.service import ChatService, ServeSettings
+from thinktank.version import __version__
 
 EngineSource = Engine | Callable[[], AbstractAsyncContextManager[Engine]]
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})

@@ -1,53 +1,14 @@
-"""Problems, split into what a technique may see and what only the grader may see.
-
-`TaskInput` is the whole of what an architecture receives at inference time: the prompt
-and the *public* checks. `HiddenChecks` stay with the `Problem` and are handed only to
-the grader, so a technique cannot peek at the answer even by accident.
-"""
+"""The task contract: a named, ordered, offline collection of `Problem`s (defined in `thinktank.problems`)."""
 
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
-Kind = Literal["code", "sql", "math", "text"]
+from thinktank.problems import HiddenChecks, Kind, Problem, TaskInput
 
-
-@dataclass(frozen=True)
-class TaskInput:
-    problem_id: str
-    kind: Kind
-    prompt: str  # the full user message the model sees
-    entry_point: str | None = None  # code: the function to implement
-    public_tests: tuple[str, ...] = ()  # code: assert statements usable at inference time
-    schema: str | None = None  # sql: the schema text ("Table: t. Columns: ...")
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class HiddenChecks:
-    """Grading material; never passed to a technique."""
-
-    test_code: str = ""  # code: source defining `check(candidate)` (HumanEval style)
-    gold_sql: str = ""  # sql: the reference query
-    answer: str = ""  # math/text: the reference final answer
-
-
-@dataclass(frozen=True)
-class Problem:
-    input: TaskInput
-    hidden: HiddenChecks
-
-    @property
-    def id(self) -> str:
-        return self.input.problem_id
-
-    @property
-    def kind(self) -> Kind:
-        return self.input.kind
+__all__ = ["HiddenChecks", "Kind", "Problem", "Task", "TaskInput", "seeded_shuffle"]
 
 
 class Task(ABC):

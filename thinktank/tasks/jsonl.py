@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from thinktank.exceptions import TaskDataError
+from thinktank.kinds import kind_named
 from thinktank.tasks.base import HiddenChecks, Kind, Problem, Task, TaskInput
 
 __all__ = ["JsonlTask", "load_jsonl_problems"]
@@ -47,19 +48,21 @@ class _Line(BaseModel):
     @model_validator(mode="after")
     def _kind_needs(self) -> _Line:
         """Each kind must carry what its grader needs, or every answer would be graded as wrong."""
-        if self.kind == "code":
-            if not self.entry_point:
-                raise ValueError("kind 'code' needs 'entry_point' (the function to implement)")
-            if not self.hidden.test_code.strip():
-                raise ValueError("kind 'code' needs 'hidden.test_code' (source defining check(candidate))")
-        elif self.kind == "sql":
-            if not self.db_schema:
-                raise ValueError("kind 'sql' needs 'schema'")
-            if not self.hidden.gold_sql.strip():
-                raise ValueError("kind 'sql' needs 'hidden.gold_sql'")
-        elif not self.hidden.answer.strip():
-            raise ValueError(f"kind {self.kind!r} needs 'hidden.answer'")
+        lacking = kind_named(self.kind).lacks(self.task_input(), HiddenChecks(**self.hidden.model_dump()))
+        if lacking:
+            raise ValueError(lacking)
         return self
+
+    def task_input(self) -> TaskInput:
+        return TaskInput(
+            problem_id=self.id,
+            kind=self.kind,
+            prompt=self.prompt,
+            entry_point=self.entry_point,
+            public_tests=tuple(self.public_tests),
+            schema=self.db_schema,
+            meta=dict(self.meta),
+        )
 
 
 def _describe(error: ValidationError) -> str:
@@ -90,16 +93,7 @@ def load_jsonl_problems(path: str | Path) -> list[Problem]:
             if line.id in seen:
                 raise TaskDataError(f"{path}:{number}: field 'id': {line.id!r} already used on line {seen[line.id]}")
             seen[line.id] = number
-            task_input = TaskInput(
-                problem_id=line.id,
-                kind=line.kind,
-                prompt=line.prompt,
-                entry_point=line.entry_point,
-                public_tests=tuple(line.public_tests),
-                schema=line.db_schema,
-                meta=dict(line.meta),
-            )
-            problems.append(Problem(task_input, HiddenChecks(**line.hidden.model_dump())))
+            problems.append(Problem(line.task_input(), HiddenChecks(**line.hidden.model_dump())))
     return problems
 
 

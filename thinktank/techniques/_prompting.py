@@ -18,17 +18,25 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from thinktank.kinds import kind_of
+from thinktank.kinds.base import clip
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate
 from thinktank.types import GenerationRequest
 
-#: what a reply must look like so `thinktank.tasks.answers.extract` finds the answer
-FORMATS = {
-    "code": "Write the complete function `{entry_point}` (with the imports it needs) in one ```python block.",
-    "sql": "Write exactly one SQLite query in a ```sql block.",
-    "math": 'Reason briefly, then end with a final line "#### <answer>".',
-    "text": "Give the final answer.",
-}
+__all__ = [
+    "clip",
+    "complete_order",
+    "distinct_groups",
+    "distinct_key",
+    "format_instruction",
+    "judge_request",
+    "numbered",
+    "parse_choice",
+    "parse_ranking",
+    "parse_score",
+    "show",
+]
 
 _SCORE_LABEL = re.compile(r"\b(?:score|rating|grade)\b\**\s*(?:of|is|:|=)?\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _SCORE_FRACTION = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*10\b", re.IGNORECASE)
@@ -41,22 +49,13 @@ _CHOICE_PHRASE = re.compile(r"\b(?:response|assistant)\s+((?-i:[AB]))\s+is\s+(?:
 
 
 def format_instruction(task: TaskInput) -> str:
-    return FORMATS.get(task.kind, FORMATS["text"]).format(entry_point=task.entry_point or "the function")
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, saying how much was dropped (keeps prompts and notes bounded)."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more chars]"
+    """What a reply must look like so `thinktank.tasks.answers.extract` finds the answer (the kind's format)."""
+    return kind_of(task).format_instruction(task)
 
 
 def show(task: TaskInput, candidate: Candidate, limit: int) -> str:
-    """What a judge reads: the executable artefact for code/SQL (what gets graded), the full reply otherwise."""
-    if candidate.answer and task.kind in ("code", "sql"):
-        lang = "python" if task.kind == "code" else "sql"
-        return f"```{lang}\n{clip(candidate.answer.strip(), limit)}\n```"
-    return clip(candidate.text.strip(), limit)
+    """What a judge reads (the kind's `show`): the executable artefact where there is one, the full reply otherwise."""
+    return kind_of(task).show(candidate, limit)
 
 
 def numbered(task: TaskInput, candidates: Sequence[Candidate], limit: int) -> str:
@@ -65,13 +64,7 @@ def numbered(task: TaskInput, candidates: Sequence[Candidate], limit: int) -> st
 
 def distinct_key(task: TaskInput, candidate: Candidate) -> str:
     """Candidates with equal keys stand for the same answer, so a judge looks at them once."""
-    if candidate.answer is None:
-        return "text:" + candidate.text.strip()
-    if task.kind == "math":
-        from thinktank.verifiers.math import canonical_answer
-
-        return "math:" + (canonical_answer(candidate.answer) or candidate.answer.strip())
-    return "answer:" + "\n".join(line.rstrip() for line in candidate.answer.strip().splitlines())
+    return kind_of(task).distinct_key(candidate)
 
 
 def distinct_groups(task: TaskInput, candidates: Sequence[Candidate]) -> list[list[int]]:

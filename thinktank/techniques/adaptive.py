@@ -29,6 +29,7 @@ from pydantic import Field
 from thinktank._aio import first_error, gather_all
 from thinktank.engine.engine import Context
 from thinktank.exceptions import BudgetExceeded
+from thinktank.kinds import kind_of
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._equivalence import Key, answer_keys
 from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
@@ -84,7 +85,7 @@ class AdaptiveSample(Technique):
 
     async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
         waves = math.ceil(self.max_n / self.wave)
-        check = self.first_pass and task.kind == "code" and bool(task.public_tests)
+        check = self.first_pass and kind_of(task).public_pass_is_final(task)
         pool: list[Candidate] = []
         verdicts: dict[int, Verdict] = {}
         memo: dict[str, Key] = {}

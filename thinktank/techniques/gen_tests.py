@@ -24,6 +24,7 @@ from pydantic import Field
 
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
+from thinktank.kinds import kind_of
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
 from thinktank.types import GenerationRequest
@@ -146,7 +147,7 @@ class GenTests(Technique):
 
     async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
         notes = ctx.node.notes
-        if task.kind != "code" or not task.entry_point:
+        if not kind_of(task).takes_unit_tests(task):
             notes["skipped"] = f"generated tests need a code task with an entry point (got {task.kind}); order unchanged"
             return candidates
         distinct = [a for a in dict.fromkeys(c.answer for c in candidates) if a]
@@ -158,7 +159,8 @@ class GenTests(Technique):
         if not tests:
             notes["skipped"] = "no usable assert calling the entry point could be parsed from the replies; order unchanged"
             return candidates
-        verdicts = await gather_all(ctx.tools.sandbox.run_asserts(a, tests) for a in distinct)
+        kind = kind_of(task)
+        verdicts = await gather_all(kind.run_unit_tests(ctx.resources, task, a, tests) for a in distinct)
         passed = {
             a: frozenset(i for i, ok in enumerate(v.details["results"]) if ok) for a, v in zip(distinct, verdicts, strict=True)
         }

@@ -12,13 +12,13 @@ already pass cost no call. Math has no public checks, so it passes through uncha
 
 from __future__ import annotations
 
-import ast
 from typing import Annotated
 
 from pydantic import Field
 
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
+from thinktank.kinds import kind_of
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
@@ -38,36 +38,10 @@ Your previous answer:
 Find the mistake and fix it. Reply with the complete corrected {what} in a single ```{lang} code block."""
 
 
-def _call_args(assert_src: str, entry_point: str) -> str | None:
-    """`"[1, 2], k=3"` for `assert f([1, 2], k=3) == y`: the call whose actual result is worth showing."""
-    try:
-        (node,) = ast.parse(assert_src).body
-    except (SyntaxError, ValueError):
-        return None
-    test = node.test if isinstance(node, ast.Assert) else None
-    call = test.left if isinstance(test, ast.Compare) else test
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == entry_point):
-        return None
-    return ", ".join([*map(ast.unparse, call.args), *map(ast.unparse, call.keywords)])
-
-
 async def feedback(ctx: Context, task: TaskInput, answer: str | None, verdict: Verdict) -> str:
-    """What went wrong, as concretely as the checks can say it."""
-    failures = verdict.details.get("failures") or []
-    if task.kind != "code" or answer is None or not failures:
-        return f"Checking it gave: {verdict.reason}"
-    first = failures[0]
-    lines = [f"It fails this test:\n{first['assert']}\nError: {first['error']}"]
-    args = _call_args(first["assert"], task.entry_point or "")
-    if args is not None and first["error"].startswith("AssertionError"):
-        (actual,) = await ctx.tools.sandbox.call_outputs(answer, task.entry_point or "", [args])
-        if actual is not None:
-            lines.append(f"Your function returned: {actual}")
-    if "<solution>" in first.get("traceback", ""):
-        lines.append(f"Traceback (most recent call last):\n{first['traceback'][-600:]}")
-    if len(failures) > 1:
-        lines.append("It also fails: " + "; ".join(f["assert"] for f in failures[1:3]))
-    return "\n".join(lines)
+    """What went wrong, as concretely as the checks can say it (the kind's `feedback`, else the verdict's reason)."""
+    said = await kind_of(task).feedback(ctx.resources, task, answer, verdict)
+    return said or f"Checking it gave: {verdict.reason}"
 
 
 class Repair(Technique):
@@ -87,7 +61,7 @@ class Repair(Technique):
         self.seed = seed
 
     def prompt(self, task: TaskInput, candidate_answer: str | None, text: str, feedback_text: str) -> str:
-        lang, what = ("sql", "query") if task.kind == "sql" else ("python", "function")
+        lang, what = kind_of(task).repair_terms
         shown = candidate_answer if candidate_answer is not None else text.strip()[-1500:]
         return PROMPT.format(prompt=task.prompt, lang=lang, answer=shown, feedback=feedback_text, what=what)
 

@@ -3,9 +3,10 @@
     VerifyExec(mode="filter", keep_at_least=1)
 
 Execution feedback is the cheapest reliable signal there is (AlphaCode, Li et al. 2022, filters its
-samples on the problem's example tests; so does CodeT's baseline). Code runs its `public_tests`
-asserts in the sandbox, SQL must execute without error and return rows, math has no public checks
-and passes through unchanged. Identical answers run once; distinct ones run concurrently.
+samples on the problem's example tests; so does CodeT's baseline). What the public checks are is the
+task kind's (`TaskKind.public_check`): code runs its `public_tests` asserts in the sandbox, SQL must
+execute without error and return rows, math has no public checks and passes through unchanged.
+Identical answers run once; distinct ones run concurrently.
 """
 
 from __future__ import annotations
@@ -16,30 +17,20 @@ from pydantic import Field
 
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
+from thinktank.kinds import kind_of
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, Technique
 from thinktank.verifiers.base import Verdict
 
 
 def has_public_checks(task: TaskInput) -> bool:
-    """Whether `public_check` can say anything about this task's answers."""
-    return (task.kind == "code" and bool(task.public_tests)) or (task.kind == "sql" and bool(task.schema))
+    """Whether `public_check` can say anything about this task's answers (the kind decides)."""
+    return kind_of(task).has_public_checks(task)
 
 
 async def public_check(ctx: Context, task: TaskInput, answer: str | None) -> Verdict:
     """Run one answer against the public checks only (never hidden ones). Call only when `has_public_checks`."""
-    if answer is None or not answer.strip():
-        return Verdict(False, f"no {'program' if task.kind == 'code' else 'query'} found in the reply", 0.0)
-    if task.kind == "code":
-        return await ctx.tools.sandbox.run_asserts(answer, task.public_tests)
-    result = await ctx.tools.sql.execute(answer, task.schema or "")
-    details = {"rows": len(result.rows), "columns": list(result.columns), "error": result.error, "error_kind": result.error_kind}
-    if not result.ok:
-        return Verdict(False, f"{result.error_kind}: {result.error}", 0.0, details, result.duration_s)
-    if not result.rows:
-        # it runs, which beats an error, but an empty result is rarely what a question asks for
-        return Verdict(False, "the query runs but returns no rows", 0.5, details, result.duration_s)
-    return Verdict(True, f"the query runs and returns {len(result.rows)} rows", 1.0, details, result.duration_s)
+    return await kind_of(task).public_check(ctx.resources, task, answer)
 
 
 async def check_all(ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Verdict]:

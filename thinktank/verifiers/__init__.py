@@ -1,6 +1,5 @@
-"""Verifiers: Python sandbox, SQL test-suite execution, math answer equivalence."""
+"""Verifiers: Python sandbox, SQL test-suite execution, math answer equivalence — each a `Verifier`."""
 
-from thinktank.verifiers.base import Verdict
-from thinktank.verifiers.toolbox import Toolbox
+from thinktank.verifiers.base import Verdict, Verifier
 
-__all__ = ["Toolbox", "Verdict"]
+__all__ = ["Verdict", "Verifier"]

@@ -1,9 +1,20 @@
-"""What every verifier returns: a verdict with a readable reason."""
+"""What every verifier returns (a verdict with a readable reason), and the one method every verifier has.
+
+    verdict = await verifier.check(answer, reference)
+
+`reference` is whatever that verifier grades against: `HiddenTests` for the Python sandbox, `GoldQuery`
+for SQL, the reference answer text for math. A task kind (`thinktank.kinds`) builds it from the problem's
+hidden checks, so the grader never needs to know which verifier it is talking to.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Verdict", "Verifier"]
+
+R_contra = TypeVar("R_contra", contravariant=True)
 
 
 @dataclass
@@ -22,3 +33,9 @@ class Verdict:
             "details": self.details,
             "duration_s": round(self.duration_s, 4),
         }
+
+
+class Verifier(Protocol[R_contra]):
+    """Grades one answer against a reference; a coroutine, since most verifiers run something."""
+
+    async def check(self, answer: str, reference: R_contra) -> Verdict: ...

@@ -296,5 +296,6 @@ class MathVerifier:
         reason = f"answer {answer!r} {'matches' if passed else 'does not match'} the reference"
         return Verdict(passed, reason, 1.0 if passed else 0.0, details, time.perf_counter() - start)
 
-    async def agrade(self, reply: str, gold: str) -> Verdict:
-        return self.grade(reply, gold)
+    async def check(self, answer: str, reference: str) -> Verdict:
+        """The `Verifier` method (the work is quick and pure, so `grade` stays available synchronously)."""
+        return self.grade(answer, reference)

@@ -76,6 +76,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,7 +95,7 @@ from thinktank.verifiers._sandbox_process import (
 from thinktank.verifiers._uid_leases import UidLeases
 from thinktank.verifiers.base import Verdict
 
-__all__ = ["PythonSandbox", "SandboxLimits", "SandboxRun"]
+__all__ = ["HiddenTests", "PythonSandbox", "SandboxLimits", "SandboxRun"]
 
 # (sysctl file under /proc/sys, the value that forbids unprivileged user namespaces, the setting that allows them)
 _USERNS_SWITCHES = (
@@ -145,6 +146,14 @@ def _homes() -> list[str]:
     with contextlib.suppress(KeyError):
         homes.append(pwd.getpwuid(os.getuid()).pw_dir)
     return sorted({home for home in homes if home.startswith("/") and home.rstrip("/")})
+
+
+@dataclass(frozen=True)
+class HiddenTests:
+    """What `PythonSandbox.check` grades against: HumanEval-style `test_code` defining check(candidate)."""
+
+    test_code: str
+    entry_point: str
 
 
 class PythonSandbox:
@@ -221,6 +230,10 @@ class PythonSandbox:
     async def run(self, source: str) -> SandboxRun:
         """Run a whole program as __main__; status "ok" means it ran to the end without an exception."""
         return await self._execute("run", source=source)
+
+    async def check(self, answer: str, reference: HiddenTests) -> Verdict:
+        """The `Verifier` method: `check_function` with the reference's test code."""
+        return await self.check_function(answer, reference.test_code, reference.entry_point)
 
     async def check_function(self, solution: str, test_code: str, entry_point: str) -> Verdict:
         """HumanEval style: `test_code` defines check(candidate); passes only if check ran to completion."""

@@ -221,6 +221,14 @@ def extract_sql(reply: str) -> str | None:
     return sql or None
 
 
+@dataclass(frozen=True)
+class GoldQuery:
+    """What `SqlVerifier.check` grades against: the reference query and the schema its databases are made from."""
+
+    sql: str
+    schema: str
+
+
 class SqlVerifier:
     """Test-suite accuracy: a candidate passes when it matches the gold query's result on all K databases."""
 
@@ -256,6 +264,10 @@ class SqlVerifier:
 
         async with self._slots:
             return await asyncio.to_thread(work)
+
+    async def check(self, answer: str, reference: GoldQuery) -> Verdict:
+        """The `Verifier` method: `grade` against the reference query."""
+        return await self.grade(answer, reference.sql, reference.schema)
 
     async def grade(self, candidate_sql: str, gold_sql: str, schema_text: str) -> Verdict:
         async with self._slots:

@@ -1,0 +1,55 @@
+"""Problems, split into what a technique may see and what only the grader may see.
+
+Plain data at the bottom of the layers: task loaders (`thinktank.tasks`) make them, task kinds
+(`thinktank.kinds`) read them, techniques see only the `TaskInput`.
+
+`TaskInput` is the whole of what an architecture receives at inference time: the prompt
+and the *public* checks. `HiddenChecks` stay with the `Problem` and are handed only to
+the grader, so a technique cannot peek at the answer even by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: names of the task kinds; each has its `TaskKind` strategy in `thinktank.kinds.KINDS`
+Kind = Literal["code", "sql", "math", "text"]
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    problem_id: str
+    kind: Kind
+    prompt: str  # the full user message the model sees
+    entry_point: str | None = None  # code: the function to implement
+    public_tests: tuple[str, ...] = ()  # code: assert statements usable at inference time
+    schema: str | None = None  # sql: the schema text ("Table: t. Columns: ...")
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HiddenChecks:
+    """Grading material; never passed to a technique.
+
+    One field per kind of reference, each read only by its own kind's `grade` (`thinktank.kinds`): a flat record
+    keeps problems plain data (JSONL lines, the run store) without a class per kind.
+    """
+
+    test_code: str = ""  # code: source defining `check(candidate)` (HumanEval style)
+    gold_sql: str = ""  # sql: the reference query
+    answer: str = ""  # math/text: the reference final answer
+
+
+@dataclass(frozen=True)
+class Problem:
+    input: TaskInput
+    hidden: HiddenChecks
+
+    @property
+    def id(self) -> str:
+        return self.input.problem_id
+
+    @property
+    def kind(self) -> Kind:
+        return self.input.kind

@@ -1,0 +1,52 @@
+"""A context that logs every completion the pool's techniques make, with what the call cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from thinktank.engine.budget import BudgetTracker
+from thinktank.engine.engine import Context, Engine
+from thinktank.engine.trace import TraceNode
+from thinktank.search.pool.types import Call
+from thinktank.types import Completion, GenerationRequest
+
+__all__ = ["Logged", "Meter", "meter"]
+
+
+@dataclass
+class Logged:
+    node: str
+    index: int  # the call's seed: request seed + sample index
+    text: str
+    call: Call
+
+
+@dataclass
+class Meter(Context):
+    """A context that logs every completion with its full cost (cache hits looked up in the response cache)."""
+
+    log: list[Logged] = field(default_factory=list)
+
+    async def generate(self, request: GenerationRequest) -> list[Completion]:
+        keys = self.engine.cache_keys(request, self)  # before the call: what the engine looks up for it
+        out = await super().generate(request)
+        for c in out:
+            call = self._call(request, c, keys[c.sample_index])
+            self.log.append(Logged(self.node.name, (request.seed or 0) + c.sample_index, c.text, call))
+        return out
+
+    def _call(self, request: GenerationRequest, c: Completion, key: str) -> Call:
+        u = c.usage
+        if not c.cached:
+            return Call(request.model, u.prompt_tokens, u.completion_tokens, u.latency_s, False)
+        hit = self.engine.cache.get(key) if self.engine.cache else None
+        if hit is None:
+            return Call(request.model, 0, u.saved_tokens, None, True)
+        return Call(request.model, hit.prompt_tokens, hit.completion_tokens, None, True)
+
+    def child(self, name: str) -> Meter:
+        return replace(self, node=self.node.child(name))  # the same log
+
+
+def meter(engine: Engine, name: str) -> Meter:
+    return Meter(engine=engine, budget=BudgetTracker.start(None), node=TraceNode(name))
