@@ -63,12 +63,7 @@ class OpenAICompatBackend(Backend):
         self.explain_unreachable = explain_unreachable
         self.base_url = base_url.rstrip("/")
         self.name = self.base_url
-        self.capabilities = Capabilities(
-            max_concurrency=max_concurrency,
-            supports_native_n=supports_native_n,
-            seeded_native_n=seeded_native_n,
-            max_n_per_call=max_n_per_call,
-        )
+        self.capabilities = Capabilities(max_concurrency, supports_native_n, seeded_native_n, max_n_per_call)
         self.count_choice_tokens = count_choice_tokens
         self.retry_policy = RetryPolicy(max_retries, backoff_base_s, backoff_max_s)
         self._chat_url = f"{self.base_url}/chat/completions"

@@ -40,12 +40,7 @@ class ScriptedBackend(Backend):
         delay_s: float = 0.0,
     ) -> None:
         self.handler = handler
-        self.capabilities = Capabilities(
-            max_concurrency=max_concurrency,
-            supports_native_n=supports_native_n,
-            seeded_native_n=seeded_native_n,
-            max_n_per_call=max_n_per_call,
-        )
+        self.capabilities = Capabilities(max_concurrency, supports_native_n, seeded_native_n, max_n_per_call)
         self.name = name
         self.delay_s = delay_s
         self.requests: list[GenerationRequest] = []
