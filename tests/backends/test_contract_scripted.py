@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends.contract import BackendContract
-from thinktank.backends import ScriptedBackend
+from thinktank.backends import Capabilities, ScriptedBackend
 from thinktank.exceptions import BackendError, BackendStatusError, BackendTimeout, BackendUnreachable
+from thinktank.testing import BackendContract
 from thinktank.types import GenerationRequest
 
 
@@ -34,3 +34,17 @@ class TestScriptedBackendContract(BackendContract):
             raise error
 
         return ScriptedBackend(fail)
+
+
+def test_a_capability_declared_the_old_way_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"max_n_per_call, seeded_native_n as class attributes.*Capabilities\(\.\.\.\)"):
+
+        class OldStyle(ScriptedBackend):
+            seeded_native_n = True
+            max_n_per_call = 3
+
+
+def test_capabilities_come_from_the_constructor() -> None:
+    backend = ScriptedBackend(reply, max_concurrency=3, supports_native_n=True, seeded_native_n=True, max_n_per_call=4)
+    assert backend.capabilities == Capabilities(3, True, True, 4)
+    assert (backend.capabilities.max_concurrency, backend.capabilities.max_n_per_call) == (3, 4)

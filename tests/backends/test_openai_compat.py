@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -32,15 +33,14 @@ def make_backend(server: FakeOpenAIServer, **overrides: Any) -> OpenAICompatBack
 
 
 def spy_on_backoff(backend: OpenAICompatBackend, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record every delay the retry loop chose (and then really slept)."""
+    """Record every delay the retry policy slept (and really sleep it)."""
     delays: list[float] = []
-    original = backend._backoff
 
-    def spy(attempt: int, exc: BaseException) -> float:
-        delays.append(original(attempt, exc))
-        return delays[-1]
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(seconds)
 
-    monkeypatch.setattr(backend, "_backoff", spy)
+    monkeypatch.setattr(backend, "retry_policy", dataclasses.replace(backend.retry_policy, sleep=sleep))
     return delays
 
 
@@ -100,6 +100,19 @@ async def test_api_key_is_sent_as_bearer(fake_server: FakeOpenAIServer, api_key:
 async def test_list_models(fake_server: FakeOpenAIServer) -> None:
     async with make_backend(fake_server) as backend:
         assert await backend.list_models() == ["fake-model"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"data": [{"name": "no id"}]}', b'{"data": "oops"}', b'{"data": [{"id": 7}]}', b"[]", b'{"data": [ not json'],
+    ids=["no-id", "data-not-a-list", "id-not-a-string", "not-an-object", "invalid-json"],
+)
+async def test_a_malformed_model_list_is_a_backend_error(fake_server: FakeOpenAIServer, body: bytes) -> None:
+    fake_server.script(Reply(raw_body=body))
+    async with make_backend(fake_server) as backend:
+        with pytest.raises(BackendError, match=f"{fake_server.base_url}/models"):
+            await backend.list_models()
+    assert len(fake_server.requests) == 1  # a malformed answer is not retried
 
 
 # -- n: native vs fan-out ----------------------------------------------------------
@@ -170,10 +183,10 @@ async def test_retryable_status_is_retried_with_jittered_backoff(
 def test_backoff_is_full_jitter_growing_to_a_cap() -> None:
     backend = OpenAICompatBackend("http://127.0.0.1:1/v1", backoff_base_s=1.0, backoff_max_s=20.0)
     error = BackendUnreachable("down")
-    draws = [backend._backoff(3, error) for _ in range(300)]
+    draws = [backend.retry_policy.delay(3, error) for _ in range(300)]
     assert all(0 <= d <= 8.0 for d in draws)
     assert max(draws) - min(draws) > 4.0  # spread out, not a fixed delay
-    assert max(backend._backoff(10, error) for _ in range(300)) <= 20.0
+    assert max(backend.retry_policy.delay(10, error) for _ in range(300)) <= 20.0
 
 
 async def test_retry_after_is_honoured(fake_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -436,3 +449,44 @@ async def test_a_streamed_call_cut_before_every_choice_finished_is_retried_then_
         with pytest.raises(BackendUnreachable, match=r"before choice\(s\) \[1, 2\] finished"):
             await backend.generate(prompt(n=3, temperature=0.8, seed=5))
     assert calls == 2  # the whole call is made again once, like a dropped connection
+
+
+# -- streaming against the fake server's SSE -------------------------------------------
+
+
+async def test_stream_reads_word_deltas_and_the_usage_chunk(fake_server: FakeOpenAIServer) -> None:
+    fake_server.cached_tokens = 1
+    async with make_backend(fake_server) as backend:
+        events = [event async for event in backend.stream(prompt("one two three"))]
+    (sent,) = fake_server.chat_requests
+    assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
+    assert [e.delta for e in events[:-1]] == ["answer", " 0"]
+    final = events[-1].response
+    assert final is not None and not events[-1].usage_estimated
+    assert (final.choices[0].text, final.choices[0].finish_reason) == ("answer 0", "stop")
+    assert (final.prompt_tokens, final.cached_prompt_tokens, final.completion_tokens) == (3, 1, 2)
+
+
+async def test_stream_without_usage_counts_a_token_per_chunk(fake_server: FakeOpenAIServer) -> None:
+    fake_server.include_usage = False
+    async with make_backend(fake_server) as backend:
+        events = [event async for event in backend.stream(prompt())]
+    assert events[-1].usage_estimated and events[-1].response is not None
+    assert events[-1].response.completion_tokens == 2
+
+
+async def test_a_stream_cut_before_its_last_chunk_is_unreachable(fake_server: FakeOpenAIServer) -> None:
+    fake_server.script(Reply(cut_stream=True))
+    async with make_backend(fake_server) as backend:
+        with pytest.raises(BackendUnreachable, match="ended the stream before its last chunk"):
+            async for _ in backend.stream(prompt()):
+                pass
+    assert len(fake_server.chat_requests) == 1  # the server answered: a cut stream is not replayed
+
+
+async def test_choice_usage_from_the_fake_servers_stream(fake_server: FakeOpenAIServer) -> None:
+    fake_server.text_for = lambda body, i: "word " * (i + 1)
+    async with make_backend(fake_server, count_choice_tokens=True) as backend:
+        response = await backend.generate(prompt(n=3, temperature=0.8))
+    assert [c.completion_tokens for c in response.choices] == [1, 2, 3]
+    assert [c.text for c in response.choices] == ["word ", "word word ", "word word word "]

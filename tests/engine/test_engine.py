@@ -203,11 +203,14 @@ def test_price_table_loads_from_yaml(tmp_path):
 class SeededNativeBackend(ScriptedBackend):
     """Like llama-server: one call with seed s and n choices returns the samples of seeds s, s+1, …"""
 
-    seeded_native_n = True
-
     def __init__(self, max_n_per_call: int, slots: int = 8) -> None:
-        super().__init__(lambda request, i: "", max_concurrency=slots, supports_native_n=True)
-        self.max_n_per_call = max_n_per_call
+        super().__init__(
+            lambda request, i: "",
+            max_concurrency=slots,
+            supports_native_n=True,
+            seeded_native_n=True,
+            max_n_per_call=max_n_per_call,
+        )
 
     async def generate(self, request):
         self.requests.append(request)

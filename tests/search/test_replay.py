@@ -20,11 +20,8 @@ SPEC = PoolSpec(models=tuple(MODELS), n=4, test_replies=4, repair_rounds=2)
 class Batched(ScriptedBackend):
     """Like llama-server's seeded native n: one call carries up to 3 samples, choice j drawn with seed s + j."""
 
-    seeded_native_n = True
-    max_n_per_call = 3
-
     def __init__(self):
-        super().__init__(reply, supports_native_n=True)
+        super().__init__(reply, supports_native_n=True, seeded_native_n=True, max_n_per_call=3)
 
     async def generate(self, request):
         parts = [await super(Batched, self).generate(request.with_(n=1, seed=request.seed + j)) for j in range(request.n)]

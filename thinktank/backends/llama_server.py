@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -34,9 +33,10 @@ from types import TracebackType
 import httpx
 
 from thinktank._paths import cache_dir
+from thinktank.backends.http_errors import map_httpx_errors, status_error
 from thinktank.backends.llama_build import ensure_llama_server, free_port
 from thinktank.backends.openai_compat import OpenAICompatBackend
-from thinktank.exceptions import BackendStartError
+from thinktank.exceptions import BackendError, BackendStartError
 from thinktank.models.packs import model_label, resolve
 
 PR_SET_PDEATHSIG = 1
@@ -277,10 +277,35 @@ def llama_server_backend(base_url: str, slots: int, **kwargs: object) -> OpenAIC
     return OpenAICompatBackend(base_url, **{**options, **kwargs})  # type: ignore[arg-type]
 
 
-_METRIC_LINE = re.compile(r"^([a-zA-Z_:]+)\s+([0-9.eE+-]+)$")
-
-
 def server_metrics(base_url: str) -> dict[str, float]:
     """llama-server's Prometheus counters (e.g. `llamacpp:tokens_predicted_total`): what it says it spent."""
-    text = httpx.get(f"{base_url.removesuffix('/v1')}/metrics", timeout=10).text
-    return {m.group(1): float(m.group(2)) for line in text.splitlines() if (m := _METRIC_LINE.match(line))}
+    url = f"{base_url.removesuffix('/v1')}/metrics"
+    with map_httpx_errors(url):
+        response = httpx.get(url, timeout=10)
+    if response.status_code >= 400:
+        raise status_error(response, url)
+    return parse_metrics(response.text, url)
+
+
+def parse_metrics(text: str, url: str = "llama-server") -> dict[str, float]:
+    """Every sample of a Prometheus text exposition, by its name, labelled ones as `name{label="value",...}`."""
+    # Imported here: prometheus_client costs ~70 ms to import, and most commands that start a server never read it.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        return {
+            _sample_key(sample.name, sample.labels): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+    except ValueError as exc:
+        raise BackendError(f"{url} answered metrics that are not Prometheus text: {exc}", url) from exc
+
+
+def _sample_key(name: str, labels: dict[str, str]) -> str:
+    """The sample as Prometheus writes it (labels sorted, values escaped), so a key reads like the server's line."""
+    if not labels:
+        return name
+    escaped = (v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for v in labels.values())
+    pairs = ",".join(f'{k}="{v}"' for k, v in sorted(zip(labels, escaped, strict=True)))
+    return f"{name}{{{pairs}}}"

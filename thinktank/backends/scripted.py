@@ -16,7 +16,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 
-from thinktank.backends.base import Backend
+from thinktank.backends.base import Backend, Capabilities
 from thinktank.types import BackendResponse, Choice, GenerationRequest
 
 Reply = str | Choice
@@ -34,12 +34,13 @@ class ScriptedBackend(Backend):
         *,
         max_concurrency: int = 8,
         supports_native_n: bool = False,
+        seeded_native_n: bool = False,
+        max_n_per_call: int = 256,
         name: str = "scripted",
         delay_s: float = 0.0,
     ) -> None:
         self.handler = handler
-        self.max_concurrency = max_concurrency
-        self.supports_native_n = supports_native_n
+        self.capabilities = Capabilities(max_concurrency, supports_native_n, seeded_native_n, max_n_per_call)
         self.name = name
         self.delay_s = delay_s
         self.requests: list[GenerationRequest] = []

@@ -67,7 +67,7 @@ class Engine:
     def _limit(self, backend: Backend) -> Slots:
         key = id(backend)
         if key not in self._limits:
-            self._limits[key] = Slots(backend.max_concurrency)
+            self._limits[key] = Slots(backend.capabilities.max_concurrency)
         return self._limits[key]
 
     def effective_request(self, request: GenerationRequest, ctx: Context) -> GenerationRequest:
@@ -192,11 +192,11 @@ class Engine:
         """Group missing sample indices into backend calls."""
         if not misses:
             return []
-        if not backend.supports_native_n or len(misses) == 1:
+        if not backend.capabilities.supports_native_n or len(misses) == 1:
             return [[i] for i in misses]
         if request.seed is None:
             runs = [misses]
-        elif backend.seeded_native_n:  # a call covers consecutive samples: seeds s+i, s+i+1, …
+        elif backend.capabilities.seeded_native_n:  # a call covers consecutive samples: seeds s+i, s+i+1, …
             runs = [[misses[0]]]
             for i in misses[1:]:
                 if i == runs[-1][-1] + 1:
@@ -205,12 +205,12 @@ class Engine:
                     runs.append([i])
         else:
             return [[i] for i in misses]
-        size = max(1, backend.max_n_per_call)
+        size = max(1, backend.capabilities.max_n_per_call)
         return [run[start : start + size] for run in runs for start in range(0, len(run), size)]
 
     async def _call(self, backend: Backend, request: GenerationRequest, indices: list[int], ctx: Context) -> list[Completion]:
         call_request = request.with_(n=len(indices))
-        if request.seed is not None and (len(indices) == 1 or backend.seeded_native_n):
+        if request.seed is not None and (len(indices) == 1 or backend.capabilities.seeded_native_n):
             call_request = call_request.with_(seed=request.seed + indices[0])
         started = ctx.node.now()
         record = CallRecord(request.model, backend.name, indices, Usage(), "ok", started, 0.0)
@@ -218,7 +218,7 @@ class Engine:
         ctx.node.calls.append(record)
         try:
             # llama-server runs each choice of a call in its own slot
-            async with self._limit(backend).hold(len(indices) if backend.seeded_native_n else 1):
+            async with self._limit(backend).hold(len(indices) if backend.capabilities.seeded_native_n else 1):
                 ctx.budget.check()
                 wall = ctx.budget.remaining_wall_s()
                 timeout = asyncio.timeout(wall)

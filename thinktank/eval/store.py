@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from thinktank._sqlite import open_sqlite
-from thinktank.exceptions import ConfigError, ThinktankError
+from thinktank.exceptions import ConfigError, StoreError
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -41,10 +41,6 @@ CREATE TABLE IF NOT EXISTS results (
     finished_at REAL NOT NULL
 );
 """
-
-
-class StoreError(ThinktankError):
-    pass
 
 
 @dataclass

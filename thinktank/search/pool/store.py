@@ -172,8 +172,8 @@ class PoolStore:
                 backend = self.engine.backend_for(model)
             except ConfigError:
                 return 1
-            batched = backend.supports_native_n and getattr(backend, "seeded_native_n", False)
-            return max(1, int(getattr(backend, "max_n_per_call", 1))) if batched else 1
+            caps = backend.capabilities
+            return max(1, caps.max_n_per_call) if caps.supports_native_n and caps.seeded_native_n else 1
         return int(self._meta("per_call", {}).get(model, 1))
 
     def seconds_per_token(self, model: str) -> float:

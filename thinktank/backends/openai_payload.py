@@ -1,0 +1,34 @@
+"""The JSON body of an OpenAI chat-completions call, built from a `GenerationRequest`.
+
+`extra_body` goes in last, so a caller can pass server-specific fields (llama.cpp's `top_k`,
+`cache_prompt`, ...) and override any default here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thinktank.types import GenerationRequest
+
+
+def chat_payload(request: GenerationRequest) -> dict[str, Any]:
+    """The body of a plain (not streamed) call."""
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "n": request.n,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_tokens": request.max_tokens,
+    }
+    if request.stop:
+        payload["stop"] = list(request.stop)
+    if request.seed is not None:
+        payload["seed"] = request.seed
+    payload.update(request.extra_body)
+    return payload
+
+
+def streamed(payload: dict[str, Any]) -> dict[str, Any]:
+    """The same call, streamed, with the usage chunk(s) the server sends when asked (`include_usage`)."""
+    return {**payload, "stream": True, "stream_options": {"include_usage": True}}
