@@ -1,8 +1,8 @@
 import subprocess
 import sys
-from typing import get_args
 
 import pytest
+from pydantic import ValidationError
 
 import thinktank.kinds
 from tests.kinds.toy import YesNoKind
@@ -11,17 +11,27 @@ from thinktank.backends import ScriptedBackend
 from thinktank.engine import Engine
 from thinktank.eval.grading import Grader
 from thinktank.exceptions import ConfigError
-from thinktank.kinds import KINDS, TaskKind, kind_named, kind_of
+from thinktank.kinds import KINDS, TaskKind, kind_named, kind_of, known_kind
+from thinktank.serve.wire import ThinktankOptions
 from thinktank.tasks.answers import extract
-from thinktank.tasks.base import HiddenChecks, Kind, Problem, TaskInput
+from thinktank.tasks.base import HiddenChecks, Problem, TaskInput
 from thinktank.techniques._prompting import format_instruction
 
 
 def test_every_task_kind_has_a_registered_strategy_of_that_name():
-    assert set(KINDS) == set(get_args(Kind))
+    assert set(KINDS) >= {"code", "sql", "math", "text"}
     for name in KINDS:
         kind = kind_named(name)
         assert isinstance(kind, TaskKind) and kind.name == name
+
+
+def test_task_files_and_served_requests_accept_exactly_the_registered_kinds(monkeypatch):
+    for name in KINDS:
+        assert known_kind(name) == name and ThinktankOptions(kind=name).kind == name
+    with pytest.raises(ValidationError, match="unknown task kind 'yesno'; known: code, math, sql, text"):
+        ThinktankOptions(kind="yesno")
+    monkeypatch.setitem(thinktank.kinds.KINDS, "yesno", "tests.kinds.toy:YesNoKind")  # the one registry line
+    assert ThinktankOptions(kind="yesno").kind == "yesno"
 
 
 def test_an_unknown_kind_is_a_config_error_naming_the_known_ones():

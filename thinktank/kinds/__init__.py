@@ -5,19 +5,23 @@
 
 `KINDS` names each kind's class as "module:Class" and `kind_of` imports it on first use, so a run
 that only meets math problems never imports the Python sandbox. Adding a kind: a module with a
-`TaskKind` subclass, its line here, and its name in `thinktank.tasks.base.Kind`.
+`TaskKind` subclass and its line here; task files and served requests accept its name from then
+on (`KindName`).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from thinktank.exceptions import ConfigError
 from thinktank.kinds.base import Key, Reply, TaskKind
 from thinktank.problems import TaskInput
 
-__all__ = ["KINDS", "Key", "Reply", "TaskKind", "kind_named", "kind_of"]
+__all__ = ["KINDS", "Key", "KindName", "Reply", "TaskKind", "kind_named", "kind_of", "known_kind"]
 
 #: kind name -> "module:Class" of its `TaskKind`
 KINDS: Mapping[str, str] = {
@@ -26,6 +30,17 @@ KINDS: Mapping[str, str] = {
     "sql": "thinktank.kinds.sql:SqlKind",
     "text": "thinktank.kinds.text:TextKind",
 }
+
+
+def known_kind(name: str) -> str:
+    """`name` if it is a registered kind; a ValueError naming the known ones otherwise (for pydantic fields)."""
+    if name not in KINDS:
+        raise ValueError(f"unknown task kind {name!r}; known: {', '.join(sorted(KINDS))}")
+    return name
+
+
+#: a kind name in a pydantic model (a task file's line, a served request): any key of `KINDS`
+KindName = Annotated[str, AfterValidator(known_kind)]
 
 
 def kind_named(name: str, kinds: Mapping[str, str] | None = None) -> TaskKind:

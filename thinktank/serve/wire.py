@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thinktank.engine.budget import Budget
-from thinktank.tasks.base import Kind
+from thinktank.kinds import KindName
 
 MAX_N = 16
 MAX_TOKENS = 32768
@@ -45,7 +45,7 @@ class ThinktankOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     budget: Budget | None = None
-    kind: Kind = "text"
+    kind: KindName = "text"
     entry_point: str | None = None
     public_tests: list[str] = Field(default_factory=list, max_length=64)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from thinktank.exceptions import TaskDataError
-from thinktank.kinds import kind_named
+from thinktank.kinds import KindName, kind_named
 from thinktank.tasks.base import HiddenChecks, Kind, Problem, Task, TaskInput
 
 __all__ = ["JsonlTask", "load_jsonl_problems"]
@@ -37,7 +37,7 @@ class _Line(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     id: str = Field(min_length=1)
-    kind: Literal["code", "sql", "math", "text"]
+    kind: KindName
     prompt: str = Field(min_length=1)
     entry_point: str | None = None
     public_tests: list[str] = Field(default_factory=list)
