@@ -14,12 +14,30 @@ from thinktank.cli.evaluate import archs, eval_command, report, trace
 from thinktank.cli.models import models_app
 from thinktank.cli.search import search
 from thinktank.cli.serve import serve
+from thinktank.version import __version__
 
 app = typer.Typer(
     help="thinktank: compose inference-time techniques over LLM endpoints, verify by execution, serve the result.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"thinktank {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print thinktank's version and exit."
+    ),
+) -> None:
+    """Options that come before any command."""
+
+
 app.add_typer(models_app, name="models")
 app.add_typer(backend_app, name="backend")
 app.add_typer(cache_app, name="cache")
