@@ -72,8 +72,8 @@ async def test_samples_run_in_parallel_slots(small_server):
 async def test_cancellation_frees_server_slots(small_server, shared_call):
     """Cancel mid-generation while /metrics is polled: the server stops (the 2 s target: benchmarks/bench_cancellation.py).
 
-    Cancelling 1.5 s in (mid-way through the server's 1 s wait for results) used to fail every time for one call
-    per sample: each /metrics answer restarted that wait, so the closed connection was never checked. The build
+    Cancelling while /metrics is polled used to fail every time for one call per sample: each /metrics answer
+    restarted the server's 1 s wait for results, so the closed connection was never checked. The build
     patches llama-server to wait on a deadline (llama_build.SOURCE_PATCHES).
     """
     options = {} if shared_call else {"supports_native_n": False, "seeded_native_n": False}
@@ -84,7 +84,12 @@ async def test_cancellation_frees_server_slots(small_server, shared_call):
             "Write a very long story about a dragon.", small_server.model, n=2, temperature=0.8, max_tokens=3000
         )
         task = asyncio.create_task(ctx.generate(request))
-        await asyncio.sleep(1.5)
+        # wait (polling /metrics all along) until both samples are generating: a fixed 1.5 s sometimes caught the
+        # second slot still starting on a loaded machine
+        deadline = time.monotonic() + 60
+        while server_metrics(small_server)["llamacpp:requests_processing"] < 2:
+            assert time.monotonic() < deadline and not task.done(), "the two samples never generated at once"
+            await asyncio.sleep(0.1)
         assert server_metrics(small_server)["llamacpp:requests_processing"] == 2  # both samples are generating
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
