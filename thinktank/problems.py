@@ -25,6 +25,7 @@ class TaskInput:
     entry_point: str | None = None  # code: the function to implement
     public_tests: tuple[str, ...] = ()  # code: assert statements usable at inference time
     schema: str | None = None  # sql: the schema text ("Table: t. Columns: ...")
+    corpus: str | None = None  # qa: the corpus to retrieve from (a directory of .txt/.md files or a passages JSONL)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,7 +39,19 @@ class HiddenChecks:
 
     test_code: str = ""  # code: source defining `check(candidate)` (HumanEval style)
     gold_sql: str = ""  # sql: the reference query
-    answer: str = ""  # math/text: the reference final answer
+    answer: str = ""  # math/text/qa: the reference final answer
+    aliases: tuple[str, ...] = ()  # qa: other answers graded as correct
+    gold_passages: tuple[str, ...] = ()  # qa: ids of the passages that support the answer (retriever recall@k)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved unit of a corpus: what a retrieval step passes to the techniques after it."""
+
+    id: str  # stable within its corpus (file path relative to the corpus, or the JSONL line's id)
+    text: str
+    title: str = ""
+    score: float = 0.0  # the retriever's (or a reranker's) score; higher is better
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,10 @@ def _norm(text: str) -> str:
 def _generic_leaks(problem: Problem) -> list[str]:
     """Any hidden value long enough to be unmistakable (>= 8 chars, normalised) found verbatim; meta keys that name hidden things."""
     visible = _norm(_visible(problem.input)).lower()  # SQL and prose are case-insensitive
-    hidden = {name: _norm(value).lower() for name, value in dataclasses.asdict(problem.hidden).items()}
-    leaks = [name for name, value in hidden.items() if len(value) >= 8 and value in visible]
+    hidden = [
+        (name, _norm(text).lower()) for name, value in dataclasses.asdict(problem.hidden).items() for text in _strings(value)
+    ]
+    leaks = [name for name, value in hidden if len(value) >= 8 and value in visible]
     return leaks + [f"meta[{k!r}]" for k in problem.input.meta if k in _HIDDEN_WORDS]
 
 

@@ -12,6 +12,7 @@ of the last layer is the answer.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from thinktank.engine.engine import Context
+from thinktank.problems import Passage
 from thinktank.tasks.base import TaskInput
 from thinktank.usage import Usage
 
@@ -37,6 +39,7 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)  # by node name
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node name, Verdict.to_dict()
     cached: bool = False
+    passage: Passage | None = None  # set on the candidates a retrieval step yields: one per passage, answer None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,7 @@ class Candidate:
             "scores": self.scores,
             "verdicts": self.verdicts,
             "cached": self.cached,
+            **({"passage": dataclasses.asdict(self.passage)} if self.passage else {}),
         }
 
 
