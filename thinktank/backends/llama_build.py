@@ -322,14 +322,18 @@ def _build_and_smoke(variant: BuildVariant, model: Path, on_line: Callable[[str]
         (variant.directory / SMOKE_OK).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {model.name}\n")
 
 
+def stale_builds() -> list[Path]:
+    """Build dirs keyed to another source version, CPU or option set: never used again here."""
+    keep = {v.directory.name for v in build_variants()}
+    return sorted(d for d in cache_dir("llama-server").iterdir() if d.is_dir() and d.name not in keep)
+
+
 def prune_stale_builds() -> list[Path]:
     """Delete build dirs of other flag sets or patches (each is a few hundred MB); returns what was removed.
 
     A running server keeps its (static) binary open, so deleting its directory does not disturb it.
     """
-    keep = {v.directory.name for v in build_variants()}
-    root = cache_dir("llama-server")
-    stale = [d for d in root.iterdir() if d.is_dir() and d.name not in keep]
+    stale = stale_builds()
     for directory in stale:
         shutil.rmtree(directory, ignore_errors=True)
     return stale

@@ -10,6 +10,7 @@ from thinktank.cli.ask import ask
 from thinktank.cli.backend import backend_app
 from thinktank.cli.cache import cache_app
 from thinktank.cli.common import err_console, exit_code
+from thinktank.cli.doctor import doctor
 from thinktank.cli.evaluate import archs, eval_command, report, trace
 from thinktank.cli.models import models_app
 from thinktank.cli.search import search
@@ -20,6 +21,7 @@ app = typer.Typer(
     help="thinktank: compose inference-time techniques over LLM endpoints, verify by execution, serve the result.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=True,  # --install-completion / --show-completion (README, "Shell completion")
 )
 
 
@@ -48,6 +50,7 @@ app.command()(search)
 app.command()(trace)
 app.command()(archs)
 app.command()(serve)
+app.command()(doctor)
 
 
 def main() -> None:

