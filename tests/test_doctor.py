@@ -26,6 +26,7 @@ from thinktank.exceptions import ThinktankError
 from thinktank.models import packs
 from thinktank.models.packs import ModelPack
 from thinktank.testing import FakeOpenAIServer
+from thinktank.testing.fake_openai_server import unused_port
 from thinktank.verifiers import python_sandbox
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -67,14 +68,15 @@ def test_the_table_shows_every_check_with_its_status():
 
 def test_a_failed_check_exits_2_after_printing_every_row():
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    down = f"http://127.0.0.1:{unused_port()}/v1"
     done = subprocess.run(
-        [sys.executable, "-m", "thinktank.cli", "doctor", "--json", "--backend", "http://127.0.0.1:9/v1", "--timeout", "2"],
+        [sys.executable, "-m", "thinktank.cli", "doctor", "--json", "--backend", down, "--timeout", "2"],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     report = json.loads(done.stdout)  # stdout stays pure JSON; the summary goes to stderr
-    assert report["ok"] is False and "1 check(s) failed: backend http://127.0.0.1:9/v1" in done.stderr
-    assert {row["name"] for row in report["checks"]} >= {"engine", "sandbox", "disk", "backend http://127.0.0.1:9/v1"}
+    assert report["ok"] is False and f"1 check(s) failed: backend {down}" in done.stderr
+    assert {row["name"] for row in report["checks"]} >= {"engine", "sandbox", "disk", f"backend {down}"}
 
 
 def test_an_engine_build_stamped_good_is_ok_and_a_stale_one_is_flagged(fresh_cache):
@@ -160,16 +162,17 @@ def test_an_unwritable_cache_dir_is_a_failed_row_not_a_traceback(tmp_path, monke
 
 
 def test_recorded_servers_and_given_urls_are_probed(monkeypatch):
+    down_url = f"http://127.0.0.1:{unused_port()}/v1"
     with FakeOpenAIServer() as server:
         state = ServerState("smollm2-135m-instruct", 4242, "127.0.0.1", server.port, 4, "/dev/null")
         monkeypatch.setattr(llama_server_module, "running_servers", lambda: [state])
-        rows = doctor_module.run_async(check_backends([server.base_url, "http://127.0.0.1:9/v1"], None, 2.0))
+        rows = doctor_module.run_async(check_backends([server.base_url, down_url], None, 2.0))
     named = by_name(rows)
     assert named["backend smollm2-135m-instruct"] == Check(
         "backend smollm2-135m-instruct", "ok", f"{server.base_url} answers GET /v1/models"
     )
     assert named[f"backend {server.base_url}"].status == "ok"
-    down = named["backend http://127.0.0.1:9/v1"]
+    down = named[f"backend {down_url}"]
     assert down.status == "fail" and "unreachable" in down.detail
 
 
@@ -229,7 +232,7 @@ def test_doctor_as_an_ordinary_uid(tmp_path):
         pytest.skip(reason)
     script = (
         "import os, sys; os.environ['THINKTANK_CACHE'] = os.path.join(os.environ['TMPDIR'], 'cache');"
-        f" sys.argv = ['thinktank', 'doctor', '--json', '--backend', BASE];"
+        " sys.argv = ['thinktank', 'doctor', '--json', '--backend', BASE];"
         " from thinktank.cli.commands import main; main()"
     )
     with FakeOpenAIServer() as server:

@@ -61,9 +61,10 @@ def test_the_installed_wheel_lists_the_presets_from_a_clean_venv(wheel, tmp_path
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True, clear=True)
     python, script = env_dir / "bin" / "python", env_dir / "bin" / "thinktank"
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
-    } | {"THINKTANK_CACHE": str(tmp_path / "cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")} | {
+        "THINKTANK_CACHE": str(tmp_path / "cache"),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], env=env, cwd=tmp_path, timeout=600)
     located = run([str(python), "-c", "import thinktank; print(thinktank.__file__)"], env=env, cwd=tmp_path)
     assert Path(located.stdout.strip()).is_relative_to(env_dir)  # the installed copy, not the checkout

@@ -283,11 +283,18 @@ def smoke_test(binary: Path, model: Path, log: Path, *, timeout_s: float = 120.0
                 process.wait()
 
 
-def smoke_model() -> Path:
-    """The smallest model pack, pulled if needed: what every build is smoke-tested with."""
-    from thinktank.models.packs import PACKS, pull
+def smoke_pack() -> str:
+    """The name of the smallest model pack: what every build is smoke-tested with."""
+    from thinktank.models.packs import PACKS
 
-    return pull(min(PACKS.values(), key=lambda pack: pack.size).name)
+    return min(PACKS.values(), key=lambda pack: pack.size).name
+
+
+def smoke_model() -> Path:
+    """The smoke-test pack's GGUF, pulled if needed."""
+    from thinktank.models.packs import pull
+
+    return pull(smoke_pack())
 
 
 def _build(variant: BuildVariant, on_line: Callable[[str], None] | None) -> None:

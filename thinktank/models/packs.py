@@ -43,8 +43,8 @@ class ModelPack:
 
     @property
     def state(self) -> Literal["verified", "missing", "corrupt"]:
-        """"verified" once assembled with the expected sha256 (its marker records the digest); "corrupt" for a
-        file that is partial, resized, or was never verified against this pack's digest."""
+        """Verified once assembled with the expected sha256 (its marker records the digest); corrupt for a file
+        that is partial, resized, or was never verified against this pack's digest."""
         if not self.path.exists():
             return "missing"
         marker = _marker(self.path)

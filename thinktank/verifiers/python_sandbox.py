@@ -159,7 +159,9 @@ def sandbox_mode(unshare: str | None = None) -> SandboxProbe:
     and `PythonSandbox` alike, so the two never disagree."""
     unshare = unshare or shutil.which("unshare")
     if unshare is None:
-        return SandboxProbe(None, "util-linux `unshare` is not on PATH", "install util-linux (Debian: apt-get install util-linux)")
+        return SandboxProbe(
+            None, "util-linux `unshare` is not on PATH", "install util-linux (Debian: apt-get install util-linux)"
+        )
     if os.geteuid() == 0:
         return SandboxProbe("root")
     if problem := userns_probe(unshare):
