@@ -14,6 +14,7 @@ from thinktank.cli.evaluate import archs, eval_command, report, trace
 from thinktank.cli.models import models_app
 from thinktank.cli.search import search
 from thinktank.cli.serve import serve
+from thinktank.cli.ui import ui
 from thinktank.version import __version__
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.command()(search)
 app.command()(trace)
 app.command()(archs)
 app.command()(serve)
+app.command()(ui)
 
 
 def main() -> None:
