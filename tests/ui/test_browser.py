@@ -160,7 +160,9 @@ def test_every_view_in_a_real_browser(runs, server, browser, tmp_path):
     data = json.loads((runs / "search" / "pareto.json").read_text())
     d.set_window_size(1280, 1150)
     d.get(server + "/search?name=search")
-    wait_for("the chart", lambda: d.execute_script("return window.paretoChart && window.paretoChart.getDatasetMeta(0).data.length"))
+    wait_for(
+        "the chart", lambda: d.execute_script("return window.paretoChart && window.paretoChart.getDatasetMeta(0).data.length")
+    )
     plotted = d.execute_script("return window.paretoChart.data.datasets[0].data.map(p => p.id)")
     assert plotted == [r["id"] for r in data["front"]]
     target = data["front"][1]

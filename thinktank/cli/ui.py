@@ -12,9 +12,9 @@ from thinktank.cli.common import console, err_console
 
 
 def ui(
-    runs: Annotated[Path, typer.Option("--runs", help="Directory whose run directories (results.sqlite, pareto.json) to show.")] = Path(
-        "runs"
-    ),
+    runs: Annotated[
+        Path, typer.Option("--runs", help="Directory whose run directories (results.sqlite, pareto.json) to show.")
+    ] = Path("runs"),
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
     api_key_env: Annotated[
@@ -32,7 +32,9 @@ def ui(
 
     api_key = os.environ.get(api_key_env) or None
     if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(f"[yellow]warning:[/yellow] ${api_key_env} is not set: anyone reaching {host}:{port} can read your runs")
+        err_console.print(
+            f"[yellow]warning:[/yellow] ${api_key_env} is not set: anyone reaching {host}:{port} can read your runs"
+        )
     if not runs.is_dir():
         err_console.print(f"[yellow]note:[/yellow] {runs} does not exist yet; the dashboard will list runs once it does")
     auth = "API key required" if api_key else "no auth"

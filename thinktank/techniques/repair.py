@@ -80,7 +80,9 @@ class Repair(Technique):
             usage += completion.usage
             current = Candidate(completion.text, extract(task, completion.text), self.model, self.name, cached=completion.cached)
             verdict = await public_check(round_ctx, task, current.answer)
-            round_ctx.node.notes.update(answer=current.answer, feedback=said, passed=verdict.passed, score=verdict.score, reason=verdict.reason)
+            round_ctx.node.notes.update(
+                answer=current.answer, feedback=said, passed=verdict.passed, score=verdict.score, reason=verdict.reason
+            )
             if verdict.score >= best_verdict.score:
                 best, best_verdict = current, verdict
             if verdict.passed:

@@ -13,7 +13,9 @@ try:
     import fastapi  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigError(f"`thinktank ui` needs FastAPI and uvicorn ({exc.name} is missing): pip install 'thinktank[serve]'") from exc
+    raise ConfigError(
+        f"`thinktank ui` needs FastAPI and uvicorn ({exc.name} is missing): pip install 'thinktank[serve]'"
+    ) from exc
 
 from thinktank.ui.app import UiSettings, create_app
 
