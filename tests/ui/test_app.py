@@ -189,3 +189,20 @@ def test_the_vendored_chart_library_ships_with_its_license(tmp_path):
     js = c.get("/static/chart.umd.min.js")
     assert js.status_code == 200 and "Chart.js v4" in js.text[:200]
     assert "MIT" in c.get("/static/chart.js-LICENSE.md").text
+
+
+async def test_a_live_view_is_told_when_its_run_is_deleted(tmp_path):
+    root = tmp_path / "runs"
+    await eval_run(root / "live", set(), count=2)
+    store = RunStore(root / "live")
+    store.set_meta("planned", 5)  # unfinished
+    store.close()
+    seen = []
+    with client(root).stream("GET", "/events", params={"run": "live"}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                seen.append(line[7:])
+                if line == "event: progress":
+                    shutil.rmtree(root / "live")
+    assert seen == ["progress", "gone"]
+    assert not (root / "live").exists()

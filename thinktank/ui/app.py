@@ -102,23 +102,23 @@ def sse(event: str, payload: dict[str, object]) -> str:
 
 
 async def progress_events(root: Path, run: str, poll_s: float) -> AsyncIterator[str]:
-    """A `progress` event whenever the row count changes, until the planned total is reached or the run disappears."""
-    last: dict[str, object] | None = None
+    """A `progress` event whenever the row count changes, until the planned total is reached or the run disappears.
+
+    Polls the cheap row count; the rows themselves (for accuracy and tokens) are read only when it changed."""
+    last: tuple[int, object] | None = None
     while True:
         try:
-            now = await asyncio.to_thread(data.progress, root, run)
-        except data.RunGone as exc:
+            count = await asyncio.to_thread(data.row_count, root, run)
+            if count != last:
+                now = await asyncio.to_thread(data.progress, root, run)
+                last = (int(now["done"]), now["planned"])
+                yield sse("progress", now)
+                if now["finished"]:
+                    return
+            else:
+                yield ": keep-alive\n\n"  # also how a closed page is noticed: the write fails and the stream ends
+        except (data.RunGone, ThinktankError) as exc:  # deleted, or replaced by something unreadable, mid-run
             yield sse("gone", {"message": str(exc)})
-            return
-        except ThinktankError as exc:  # e.g. the DB was replaced by something unreadable mid-run
-            yield sse("gone", {"message": str(exc)})
-            return
-        if now != last:
-            yield sse("progress", now)
-            last = now
-        else:
-            yield ": keep-alive\n\n"
-        if now["finished"]:
             return
         await asyncio.sleep(poll_s)
 

@@ -103,6 +103,12 @@ def list_runs(root: Path) -> list[RunRow]:
     return [run_row(root, name) for name in find_runs(root)[0]]
 
 
+def row_count(root: Path, name: str) -> tuple[int, Any]:
+    """(rows written, planned total): cheap enough to poll, as it parses no stored trace."""
+    with RunReader(root, name) as store:
+        return len(store.done_ids()), store.get_meta("planned")
+
+
 def progress(root: Path, name: str) -> dict[str, Any]:
     """Rows written so far against the planned total: what the live view streams."""
     with RunReader(root, name) as store:
