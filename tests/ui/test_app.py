@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -206,3 +211,33 @@ async def test_a_live_view_is_told_when_its_run_is_deleted(tmp_path):
                     shutil.rmtree(root / "live")
     assert seen == ["progress", "gone"]
     assert not (root / "live").exists()
+
+
+def test_runs_another_user_owns_are_read_without_writing_anything():
+    """The dashboard only reads: an ordinary user can browse runs they cannot write (someone else's, a read-only mount)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and util-linux setpriv to drop to another user")
+    root = Path(tempfile.mkdtemp(prefix="thinktank-ui-"))  # not under pytest's 0700 tmp dir: the other user must enter it
+    try:
+        asyncio.run(eval_run(root / "a", A_WRONG))
+        (root / "corrupt").mkdir()
+        (root / "corrupt" / "results.sqlite").write_bytes(b"not a database" * 100)
+        subprocess.run(["chmod", "-R", "a+rX,go-w", str(root)], check=True)
+        before = sorted(p.name for p in (root / "a").iterdir())
+        script = (
+            "import sys; from pathlib import Path; from fastapi.testclient import TestClient;"
+            "from thinktank.ui import UiSettings, create_app;"
+            "c = TestClient(create_app(UiSettings(runs=Path(sys.argv[1]))));"
+            "print(c.get('/').text); print(c.get('/problem', params={'run': 'a', 'id': 'q1'}).status_code)"
+        )
+        drop = ["setpriv", "--reuid=1390000123", "--regid=1390000123", "--clear-groups", "--"]
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        out = subprocess.run([*drop, sys.executable, "-c", script, str(root)], capture_output=True, text=True, env=env, cwd="/")
+        if out.returncode != 0 and "Permission denied" in out.stderr and "thinktank" not in out.stderr:
+            pytest.skip(f"this interpreter cannot run as another user: {out.stderr[-200:]}")
+        assert out.returncode == 0, out.stderr
+        assert '<td class="accuracy">75.0%</td>' in out.stdout and out.stdout.rstrip().endswith("200")
+        assert "unreadable: results DB" in out.stdout and "file is not a database" in out.stdout
+        assert sorted(p.name for p in (root / "a").iterdir()) == before
+    finally:
+        shutil.rmtree(root)

@@ -84,7 +84,7 @@ class RunReader:
             raise RunGone(f"run {name!r} no longer exists under {root} (deleted or moved?)")
 
     def __enter__(self) -> RunStore:
-        self.store = RunStore(self.path)  # StoreError: another version's or a corrupt DB
+        self.store = RunStore.open_readonly(self.path)  # StoreError: another version's or a corrupt DB
         return self.store
 
     def __exit__(self, *exc: object) -> None:
