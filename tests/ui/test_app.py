@@ -241,3 +241,16 @@ def test_runs_another_user_owns_are_read_without_writing_anything():
         assert sorted(p.name for p in (root / "a").iterdir()) == before
     finally:
         shutil.rmtree(root)
+
+
+async def test_names_are_escaped_in_html_and_in_scripts(tmp_path):
+    root = tmp_path / "runs"
+    name = "x</script><script>alert(1)"
+    await eval_run(root / name, set(), count=2)
+    store = RunStore(root / name)
+    store.set_meta("planned", 3)  # a live page: the name goes into its script too
+    store.close()
+    c = client(root)
+    assert "<script>alert(1)" not in c.get("/").text
+    page = c.get("/run", params={"name": name})
+    assert page.status_code == 200 and "<script>alert(1)" not in page.text and "\\u003c/script>" in page.text

@@ -22,6 +22,11 @@ def q(**params: Any) -> str:
     return escape(urlencode(params, doseq=True))
 
 
+def js(value: Any) -> str:
+    """A value as a JS literal inside <script>: JSON, with `<` escaped so no string can close the script element."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
 def page(title: str, body: str, script: str = "") -> str:
     js = '<script src="/static/chart.umd.min.js"></script>' if "new Chart" in script else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{escape(title)} · thinktank</title>
@@ -141,7 +146,7 @@ def run_page(row: RunRow, records: list[ProblemRecord]) -> str:
     )
     script = ""
     if live:
-        script = f"""const es = new EventSource('/events?' + new URLSearchParams({{run: {json.dumps(row.name)}}}));
+        script = f"""const es = new EventSource('/events?' + new URLSearchParams({{run: {js(row.name)}}}));
 es.addEventListener('progress', e => {{ const p = JSON.parse(e.data);
   document.getElementById('bar').value = p.done; document.getElementById('done').textContent = p.done;
   document.getElementById('acc').textContent = (p.done ? 100 * p.passed / p.done : 0).toFixed(1) + '%';
@@ -262,12 +267,12 @@ def search_page(name: str, data: dict[str, Any]) -> str:
         '<table id="front"><tr><th class="l">id</th><th class="l">configuration</th><th>dev accuracy</th><th>95% CI</th>'
         f"<th>tokens</th></tr>{rows}</table>"
     )
-    script = f"""const NAME = {json.dumps(name)};
+    script = f"""const NAME = {js(name)};
 const chart = new Chart(document.getElementById('pareto'), {{type: 'scatter',
   data: {{datasets: [
-    {{label: 'Pareto front', data: {json.dumps(front)}, showLine: true, borderColor: '#36c',
+    {{label: 'Pareto front', data: {js(front)}, showLine: true, borderColor: '#36c',
      backgroundColor: '#36c', pointRadius: 6}},
-    {{label: 'other configurations', data: {json.dumps(others)}, backgroundColor: 'rgba(120,120,120,.35)', pointRadius: 3}}]}},
+    {{label: 'other configurations', data: {js(others)}, backgroundColor: 'rgba(120,120,120,.35)', pointRadius: 3}}]}},
   options: {{animation: false, parsing: false,
     scales: {{x: {{title: {{display: true, text: 'tokens per query'}}}},
              y: {{title: {{display: true, text: 'dev accuracy'}}, ticks: {{callback: v => (100 * v).toFixed(0) + '%'}}}}}},
