@@ -22,8 +22,8 @@ RESULTS = "results.sqlite"
 PARETO = "pareto.json"
 
 
-class RunGone(LookupError):
-    """A run (or a problem in it) the page asked for is not there (any more)."""
+class RunGone(StoreError):
+    """A run (or a problem in it) the page asked for is not there (any more): a 404, where other StoreErrors are 422s."""
 
 
 @dataclass
