@@ -36,6 +36,7 @@ run: engine
 	$(BIN)/thinktank report runs/main-single runs/main-$(BEST) --baseline runs/main-single --html runs/main-report.html
 
 test: install
+	bash scripts/ensure_browser.sh
 	$(BIN)/thinktank backend build
 	$(BIN)/thinktank models pull smollm2-135m-instruct
 	$(BIN)/thinktank models pull qwen2.5-coder-0.5b-instruct

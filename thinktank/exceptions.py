@@ -16,6 +16,7 @@
     │   └── BackendDied             a managed server exited mid-run (exit status + log; not retryable)
     ├── CacheError                  the response cache DB is unreadable or corrupt
     ├── StoreError                  a run's results DB is unreadable, from another version, or cannot be written
+    │   └── RunGone                 `thinktank ui`: a run or problem a page asks for is not there (404; ui/data.py)
     ├── VerificationError           a verifier could not run (not: the candidate failed)
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit

@@ -15,6 +15,7 @@ from thinktank.cli.evaluate import archs, eval_command, report, trace
 from thinktank.cli.models import models_app
 from thinktank.cli.search import search
 from thinktank.cli.serve import serve
+from thinktank.cli.ui import ui
 from thinktank.version import __version__
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.command()(trace)
 app.command()(archs)
 app.command()(serve)
 app.command()(doctor)
+app.command()(ui)
 
 
 def main() -> None:

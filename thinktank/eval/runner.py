@@ -99,6 +99,7 @@ async def run_eval(
 ) -> Progress:
     """Solve what the store does not have yet; each finished problem is committed at once."""
     grader = grader or Grader(engine.resources)
+    store.set_meta("planned", len(problems))  # the total a live view (`thinktank ui`) measures progress against
     done = store.done_ids()
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     progress = Progress()

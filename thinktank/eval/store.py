@@ -83,6 +83,40 @@ class RunStore:
                 f" {SCHEMA_VERSION}); use a new --run-dir"
             )
 
+    @classmethod
+    def open_readonly(cls, run_dir: str | Path) -> RunStore:
+        """A store that never writes (`thinktank ui`): no directory, schema or WAL file is created, so a run another
+        user owns, or one on a read-only mount, can be read. Without a live writer (no -wal file) a WAL database
+        cannot be opened read-only unless it is declared immutable, which it then is until the next writer."""
+        store = cls.__new__(cls)
+        store.run_dir = Path(run_dir)
+        store.path = store.run_dir / "results.sqlite"
+        if not store.path.is_file():
+            raise StoreError(f"{store.path} does not exist")
+        wal = store.path.with_name(store.path.name + "-wal")
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                store._db = sqlite3.connect(f"{store.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None)
+                (ok,) = store._db.execute("PRAGMA quick_check").fetchone()
+                if ok != "ok":
+                    raise sqlite3.DatabaseError(ok)
+                version = store.get_meta("schema_version")
+                break
+            except sqlite3.OperationalError as exc:
+                store._db.close()
+                if query != "mode=ro" or wal.exists() or "readonly" not in str(exc):
+                    raise StoreError(f"results DB {store.path} is unreadable ({exc})") from exc
+            except sqlite3.DatabaseError as exc:
+                store._db.close()
+                raise StoreError(f"results DB {store.path} is unreadable ({exc})") from exc
+        if version != SCHEMA_VERSION:
+            store._db.close()
+            raise StoreError(
+                f"results DB {store.path} was written by another thinktank version (schema {version}, this one reads"
+                f" {SCHEMA_VERSION})"
+            )
+        return store
+
     def get_meta(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None

@@ -69,6 +69,7 @@ class Repair(Technique):
         """Up to `rounds` attempts, each on the latest one; returns the best attempt (ties: the later one)."""
         best, best_verdict, current, usage = start, verdict, start, Usage()
         ctx.node.notes["stop"] = f"still failing after {self.rounds} rounds"
+        ctx.node.notes["start"] = start.answer  # with each round's `answer`: the rounds as diffs (`thinktank ui`)
         for r in range(1, self.rounds + 1):
             round_ctx = ctx.child(f"round{r}")
             said = await feedback(round_ctx, task, current.answer, verdict)
@@ -79,7 +80,9 @@ class Repair(Technique):
             usage += completion.usage
             current = Candidate(completion.text, extract(task, completion.text), self.model, self.name, cached=completion.cached)
             verdict = await public_check(round_ctx, task, current.answer)
-            round_ctx.node.notes.update(feedback=said, passed=verdict.passed, score=verdict.score, reason=verdict.reason)
+            round_ctx.node.notes.update(
+                answer=current.answer, feedback=said, passed=verdict.passed, score=verdict.score, reason=verdict.reason
+            )
             if verdict.score >= best_verdict.score:
                 best, best_verdict = current, verdict
             if verdict.passed:
