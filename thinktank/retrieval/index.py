@@ -7,7 +7,9 @@ What is incremental: every file (unit) of the corpus is kept tokenised by its co
 change only the changed or new files are read into passages and re-tokenised; the BM25 matrix itself
 (a sparse matrix over the whole vocabulary) is always rebuilt from the cached tokens, which is cheap.
 A load first compares a quick fingerprint (paths, sizes, mtimes); only if it differs are the files read
-and their content hashes compared, so an untouched corpus loads without reading a file.
+and their content hashes compared, so an untouched corpus loads without reading a file. A fingerprint
+taken while a file was modified moments ago is not trusted (a second write in the same timestamp tick
+would not show, git's "racy" case): then the next load compares contents.
 
 An index written by another thinktank index version or bm25s version is rebuilt from scratch. If the
 corpus changes while it is indexed (its content hash before and after differ) the build is redone once,
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from thinktank.problems import Passage
-from thinktank.retrieval.corpus import CHUNK_CHARS, MAX_FILE_BYTES, read_corpus, scan, stat_key
+from thinktank.retrieval.corpus import CHUNK_CHARS, MAX_FILE_BYTES, Unit, read_corpus, scan, stat_key
 from thinktank.retrieval.errors import RetrievalError
 
 __all__ = ["INDEX_VERSION", "CorpusIndex", "LoadStats", "index_dir", "load_index", "passage_hash"]
@@ -65,6 +67,16 @@ def passage_hash(passage: Passage) -> str:
 def tokenize(texts: list[str]) -> list[list[str]]:
     tokens: list[list[str]] = _bm25s().tokenize(texts, stopwords=STOPWORDS, return_ids=False, show_progress=False)
     return tokens
+
+
+#: a file modified less than this before the scan may change again unseen within its mtime tick
+RACY_NS = 2_000_000_000
+
+
+def _trusted_stat_key(path: Path, units: list[Unit]) -> str:
+    """The fingerprint to store: the stat key, or "racy" if a file was modified too recently to trust it."""
+    now = time.time_ns()
+    return "racy" if any(now - u.mtime_ns < RACY_NS for u in units) else stat_key(path, units)
 
 
 def index_dir(cache: Path, corpus: str | Path) -> Path:
@@ -174,7 +186,7 @@ def load_index(
         if current is not None and current.get("content_key") == read.content_key:
             found = _load_build(root, current, path, stats)
             if found is not None:  # only the mtimes moved: remember the new fingerprint
-                _atomic_write(root / "current.json", json.dumps({**current, "stat_key": skey}))
+                _atomic_write(root / "current.json", json.dumps({**current, "stat_key": _trusted_stat_key(path, units)}))
                 return found
         previous = _read_json(root / str(current["build"]) / "manifest.json") if current else None
         old_units: dict[str, Any] = (previous or {}).get("units", {})
@@ -197,15 +209,13 @@ def load_index(
                 stats.retokenised.append(rel)
             if progress is not None:
                 progress(done, total, rel)
-        after = scan(path)
-        if stat_key(path, after) != skey:
-            again = read_corpus(path, units=after, max_file_bytes=max_file_bytes, chunk_chars=chunk_chars)
-            if again.content_key != read.content_key:
-                if attempt == 1:
-                    continue
-                raise RetrievalError(f"corpus {path} changed while it was being indexed, twice; index it when it is stable")
-            skey = stat_key(path, after)
-        return _store(root, path, read.content_key, skey, stored, read.skipped, stats)
+        after = scan(path)  # the contents again, not only the stats: a write within one mtime tick would not show
+        again = read_corpus(path, units=after, max_file_bytes=max_file_bytes, chunk_chars=chunk_chars)
+        if again.content_key != read.content_key:
+            if attempt == 1:
+                continue
+            raise RetrievalError(f"corpus {path} changed while it was being indexed, twice; index it when it is stable")
+        return _store(root, path, read.content_key, _trusted_stat_key(path, after), stored, read.skipped, stats)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
