@@ -68,7 +68,9 @@ async def test_dense_retrieve_finds_the_passage_and_accounts_its_calls(embedding
         [node] = ctx.node.children
         assert node.name == "retrieve" and node.notes["passage_ids"][0] == "bread"
         assert [c.status for c in node.calls] == ["ok", "ok"]  # the passages in one batch, then the query
-        tokens = sum(server_embedding(embedding_server, t)[1] for _, t in ROWS) + server_embedding(embedding_server, task.prompt)[1]
+        tokens = (
+            sum(server_embedding(embedding_server, t)[1] for _, t in ROWS) + server_embedding(embedding_server, task.prompt)[1]
+        )
         assert node.usage.calls == 2 and node.usage.prompt_tokens == tokens
 
         # a second run with the same cache embeds only the query
