@@ -47,6 +47,7 @@ TECHNIQUES: dict[str, str] = {
     "generate": "thinktank.techniques.generate:Generate",
     "rank": "thinktank.techniques.rank:Rank",
     "repair": "thinktank.techniques.repair:Repair",
+    "retrieve": "thinktank.techniques.retrieve:Retrieve",
     "verify_exec": "thinktank.techniques.verify_exec:VerifyExec",
     "vote": "thinktank.techniques.vote:Vote",
 }

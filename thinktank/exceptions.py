@@ -21,6 +21,8 @@
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit
     ├── PoolError                   a search's sample pool is unusable, or lacks data it cannot generate
+    ├── RetrievalError              a corpus is empty, malformed or changes while indexed; wrong embedding dimension
+    │                               (defined in retrieval/errors.py)
     └── ServeError                  `thinktank serve` refuses a request (HTTP-shaped: defined in serve/errors.py)
 
 Retryability is decided only by `is_retryable` below.

@@ -74,3 +74,25 @@ class Completion:
     finish_reason: str
     usage: Usage
     cached: bool = False
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """Embed `texts` with `model` (an OpenAI-compatible `/v1/embeddings` call); one vector per text, in order."""
+
+    texts: tuple[str, ...]
+    model: str
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise ValueError("texts must not be empty")
+
+
+@dataclass
+class EmbeddingResponse:
+    """What one embeddings call produced: one vector per input text, and that call's usage."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    latency_s: float = 0.0
+    model: str = ""

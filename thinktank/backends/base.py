@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from types import TracebackType
 
-from thinktank.types import BackendResponse, GenerationRequest
+from thinktank.exceptions import BackendError
+from thinktank.types import BackendResponse, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Capabilities:
     seeded_native_n: bool = False
     #: the most choices one call may ask for (llama-server: its slots; more would never be scheduled)
     max_n_per_call: int = 256
+    #: True when `embed` works (an OpenAI-compatible `/v1/embeddings` endpoint); the engine refuses embeddings otherwise
+    supports_embeddings: bool = False
 
 
 @dataclass
@@ -72,6 +75,10 @@ class Backend(ABC):
         if response.choices and response.choices[0].text:
             yield StreamEvent(delta=response.choices[0].text)
         yield StreamEvent(response=response)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Embed `request.texts`, one vector each; a backend that can overrides this and sets `supports_embeddings`."""
+        raise BackendError(f"backend {self.name} does not serve embeddings", self.name)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; idempotent."""

@@ -125,9 +125,13 @@ class LlamaServer:
         startup_timeout_s: float = 120.0,
         detached: bool = False,
         binary: Path | None = None,
+        embedding: bool = False,
     ) -> None:
-        """`binary`: a llama-server executable to run instead of thinktank's own build (e.g. to compare two builds)."""
+        """`binary`: a llama-server executable to run instead of thinktank's own build (e.g. to compare two builds).
+
+        `embedding`: serve `/v1/embeddings` (mean-pooled, so a generative pack works too) instead of generation."""
         self.binary = binary
+        self.embedding = embedding
         self.model_ref = model
         self.model = model_label(model)
         self.slots = slots
@@ -138,7 +142,7 @@ class LlamaServer:
         self.startup_timeout_s = startup_timeout_s
         self.detached = detached
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = cache_dir("logs") / f"llama-server-{self.model}.log"
+        self.log_path = cache_dir("logs") / f"llama-server-{self.model}{'-embedding' if embedding else ''}.log"
 
     @property
     def base_url(self) -> str:
@@ -156,6 +160,7 @@ class LlamaServer:
             "--alias", self.model,
             "--metrics",
             "--no-webui",
+            *(("--embedding", "--pooling", "mean") if self.embedding else ()),
         ]  # fmt: skip
 
     async def start(self) -> None:

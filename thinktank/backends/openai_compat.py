@@ -24,12 +24,12 @@ import httpx
 from thinktank._aio import gather_all
 from thinktank.backends.base import Backend, Capabilities, StreamEvent
 from thinktank.backends.http_errors import map_httpx_errors, status_error
-from thinktank.backends.openai_parse import ChoiceCollector, OneChoiceStream, model_ids, parse_completion
-from thinktank.backends.openai_payload import chat_payload, streamed
+from thinktank.backends.openai_parse import ChoiceCollector, OneChoiceStream, model_ids, parse_completion, parse_embeddings
+from thinktank.backends.openai_payload import chat_payload, embedding_payload, streamed
 from thinktank.backends.retry import RetryPolicy
 from thinktank.backends.sse import SSEChunks
 from thinktank.exceptions import BackendError, BackendUnreachable
-from thinktank.types import BackendResponse, GenerationRequest
+from thinktank.types import BackendResponse, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 
 __all__ = ["OpenAICompatBackend"]
 
@@ -52,6 +52,7 @@ class OpenAICompatBackend(Backend):
         count_choice_tokens: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         explain_unreachable: Callable[[], str | None] | None = None,
+        supports_embeddings: bool = True,
     ) -> None:
         """`count_choice_tokens`: for servers whose `usage` covers one choice only (llama-server), a call with
         n > 1 is streamed and each choice's tokens are taken from the usage chunk the server sends after that
@@ -63,7 +64,9 @@ class OpenAICompatBackend(Backend):
         self.explain_unreachable = explain_unreachable
         self.base_url = base_url.rstrip("/")
         self.name = self.base_url
-        self.capabilities = Capabilities(max_concurrency, supports_native_n, seeded_native_n, max_n_per_call)
+        self.capabilities = Capabilities(
+            max_concurrency, supports_native_n, seeded_native_n, max_n_per_call, supports_embeddings=supports_embeddings
+        )
         self.count_choice_tokens = count_choice_tokens
         self.retry_policy = RetryPolicy(max_retries, backoff_base_s, backoff_max_s)
         self._chat_url = f"{self.base_url}/chat/completions"
@@ -176,6 +179,13 @@ class OpenAICompatBackend(Backend):
             latency_s=time.perf_counter() - started,
             model=parts[0].model,
         )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """One `/embeddings` call for all of the request's texts, under the retry policy."""
+        self._check_open()
+        started = time.perf_counter()
+        data = await self.retry_policy.call(lambda: self._call_json("/embeddings", embedding_payload(request)))
+        return parse_embeddings(data, request, time.perf_counter() - started, url=f"{self.base_url}/embeddings")
 
     async def list_models(self) -> list[str]:
         """The model names the server serves; a malformed answer is a `BackendError`."""

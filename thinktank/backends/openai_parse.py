@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from thinktank.exceptions import BackendError, BackendUnreachable
-from thinktank.types import BackendResponse, Choice, GenerationRequest
+from thinktank.types import BackendResponse, Choice, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 
 #: what a malformed (but valid JSON) answer raises while it is read
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
@@ -150,3 +150,22 @@ def model_ids(data: dict[str, Any], url: str) -> list[str]:
     if not all(isinstance(i, str) for i in ids):
         raise BackendError(f"backend {url} returned a model list with non-string ids: {ids[:5]!r}", url)
     return ids
+
+
+def parse_embeddings(data: dict[str, Any], request: EmbeddingRequest, latency: float, *, url: str) -> EmbeddingResponse:
+    """An embeddings answer (`{"data": [{"index": i, "embedding": [...]}, ...], "usage": ...}`) as one vector per text.
+
+    A wrong number of vectors, or vectors of different lengths in one answer, is a `BackendError`.
+    """
+    try:
+        items = sorted(data["data"], key=lambda item: int(item.get("index", 0)))
+        vectors = [[float(x) for x in item["embedding"]] for item in items]
+        prompt_tokens, _ = _prompt_tokens(data.get("usage") or {})
+    except _MALFORMED as exc:
+        raise BackendError(f"backend {url} returned a malformed embeddings answer: {exc!r}", url) from exc
+    if len(vectors) != len(request.texts):
+        raise BackendError(f"backend {url} returned {len(vectors)} embedding(s) for {len(request.texts)} text(s)", url)
+    dims = sorted({len(v) for v in vectors})
+    if len(dims) != 1 or dims[0] == 0:
+        raise BackendError(f"backend {url} returned embeddings of inconsistent dimension: {dims}", url)
+    return EmbeddingResponse(vectors, prompt_tokens, latency, str(data.get("model") or request.model))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinktank.types import GenerationRequest
+from thinktank.types import EmbeddingRequest, GenerationRequest
 
 
 def chat_payload(request: GenerationRequest) -> dict[str, Any]:
@@ -32,3 +32,8 @@ def chat_payload(request: GenerationRequest) -> dict[str, Any]:
 def streamed(payload: dict[str, Any]) -> dict[str, Any]:
     """The same call, streamed, with the usage chunk(s) the server sends when asked (`include_usage`)."""
     return {**payload, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def embedding_payload(request: EmbeddingRequest) -> dict[str, Any]:
+    """The body of a `/embeddings` call: every text of the request in one batch."""
+    return {"model": request.model, "input": list(request.texts), "encoding_format": "float"}

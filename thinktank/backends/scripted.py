@@ -5,7 +5,7 @@
     backend = ScriptedBackend(reply)
 
 Like httpx's MockTransport: no sockets, but usage is still counted (whitespace tokens)
-so accounting code is exercised.
+so accounting code is exercised. `embedder` (text -> vector) makes it serve embeddings too.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from thinktank.backends.base import Backend, Capabilities
-from thinktank.types import BackendResponse, Choice, GenerationRequest
+from thinktank.types import BackendResponse, Choice, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 
 Reply = str | Choice
 Handler = Callable[[GenerationRequest, int], Reply | Awaitable[Reply]]
+Embedder = Callable[[str], list[float]]
 
 
 def count_words(text: str) -> int:
@@ -38,9 +39,14 @@ class ScriptedBackend(Backend):
         max_n_per_call: int = 256,
         name: str = "scripted",
         delay_s: float = 0.0,
+        embedder: Embedder | None = None,
     ) -> None:
         self.handler = handler
-        self.capabilities = Capabilities(max_concurrency, supports_native_n, seeded_native_n, max_n_per_call)
+        self.embedder = embedder
+        self.capabilities = Capabilities(
+            max_concurrency, supports_native_n, seeded_native_n, max_n_per_call, supports_embeddings=embedder is not None
+        )
+        self.embed_requests: list[EmbeddingRequest] = []
         self.name = name
         self.delay_s = delay_s
         self.requests: list[GenerationRequest] = []
@@ -72,4 +78,14 @@ class ScriptedBackend(Backend):
             prompt_tokens=prompt_tokens,
             latency_s=time.perf_counter() - started,
             model=request.model,
+        )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        if self.embedder is None:
+            return await super().embed(request)
+        self.embed_requests.append(request)
+        started = time.perf_counter()
+        vectors = [list(self.embedder(text)) for text in request.texts]
+        return EmbeddingResponse(
+            vectors, sum(count_words(t) for t in request.texts), time.perf_counter() - started, request.model
         )

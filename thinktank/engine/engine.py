@@ -25,7 +25,7 @@ from thinktank.engine.resources import Resources
 from thinktank.engine.slots import Slots
 from thinktank.engine.trace import CallRecord, TraceNode
 from thinktank.exceptions import BackendError, BudgetExceeded, UnknownModelError
-from thinktank.types import BackendResponse, Completion, GenerationRequest
+from thinktank.types import BackendResponse, Completion, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 from thinktank.usage import PriceTable, Usage
 
 
@@ -188,6 +188,37 @@ class Engine:
         if key is not None:
             self.cache.put(key, request.model, _to_cached(completion))  # type: ignore[union-attr]
 
+    async def embed(self, request: EmbeddingRequest, ctx: Context) -> EmbeddingResponse:
+        """Embed `request.texts` in one backend call, accounted in `ctx`'s trace node like a generation (prompt
+        tokens, one call, latency, cost) and held to the query's budget; embeddings are not response-cached (a
+        retriever keeps its own passage vectors)."""
+        backend = self.backend_for(request.model)
+        if not backend.capabilities.supports_embeddings:
+            raise BackendError(f"backend {backend.name} (model {request.model!r}) does not serve embeddings", backend.name)
+        ctx.budget.check()
+        record = CallRecord(request.model, backend.name, [], Usage(), "ok", ctx.node.now(), 0.0)
+        ctx.node.calls.append(record)
+        wall: float | None = None
+        try:
+            async with self._limit(backend).hold(1):
+                ctx.budget.check()
+                wall = ctx.budget.remaining_wall_s()
+                timeout = asyncio.timeout(wall)
+                async with timeout:
+                    response = await backend.embed(request)
+        except BaseException as exc:
+            _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
+            raise
+        record.latency_s = response.latency_s
+        record.usage = Usage(
+            prompt_tokens=response.prompt_tokens,
+            calls=1,
+            cost_usd=self.prices.cost(request.model, response.prompt_tokens, 0),
+            latency_s=response.latency_s,
+        )
+        ctx.budget.record(record.usage)
+        return response
+
     def _units(self, backend: Backend, request: GenerationRequest, misses: list[int]) -> list[list[int]]:
         """Group missing sample indices into backend calls."""
         if not misses:
@@ -345,6 +376,9 @@ class Context:
 
     async def generate(self, request: GenerationRequest) -> list[Completion]:
         return await self.engine.generate(request, self)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        return await self.engine.embed(request, self)
 
     def child(self, name: str) -> Context:
         """A context for a sub-step: same budget, its own trace node."""
