@@ -58,9 +58,46 @@ POSITIONS = 5
 
 # invented words are a head, an optional middle and a tail: "Vel" + "mo" + "ra"; pronounceable, and not real names
 _HEADS = (
-    "al", "bel", "bren", "cor", "dal", "dra", "el", "fen", "gar", "gris", "hal", "is", "jor", "kel", "lor", "mar",
-    "nor", "os", "pel", "quen", "ros", "sel", "tam", "ul", "vel", "wen", "yor", "zan", "ath", "bor", "cas", "dor",
-    "ev", "fal", "gel", "har", "ker", "mor", "ner", "tor",
+    "al",
+    "bel",
+    "bren",
+    "cor",
+    "dal",
+    "dra",
+    "el",
+    "fen",
+    "gar",
+    "gris",
+    "hal",
+    "is",
+    "jor",
+    "kel",
+    "lor",
+    "mar",
+    "nor",
+    "os",
+    "pel",
+    "quen",
+    "ros",
+    "sel",
+    "tam",
+    "ul",
+    "vel",
+    "wen",
+    "yor",
+    "zan",
+    "ath",
+    "bor",
+    "cas",
+    "dor",
+    "ev",
+    "fal",
+    "gel",
+    "har",
+    "ker",
+    "mor",
+    "ner",
+    "tor",
 )
 _MIDDLES = ("", "", "", "a", "e", "i", "o", "ri", "mo", "la", "ven", "ta", "ne", "do", "si")
 _TAILS = (
@@ -215,13 +252,14 @@ def _cluster(c: int, rng: Random, names: _Names) -> tuple[list[_Passage], list[_
         ("invention_inventor", f"Who invented the {inventions[0]}?", people[2], (), ("invention0",)),
         ("invention_year", f"In which year was the {inventions[0]} first demonstrated?", str(years[2]), (), ("invention0",)),
     ]
+    founder, inventor = ("company0", "person0"), ("invention0", "person2")
     doubles: list[tuple[str, str, str, tuple[str, ...], tuple[str, ...]]] = [
-        ("founder_town", f"In which town was the founder of {companies[0]} born?", towns[0], (), ("company0", "person0")),
-        ("founder_occupation", f"What was the occupation of the founder of {companies[0]}?", jobs[0], (), ("company0", "person0")),
-        ("founder_year", f"In which year was the founder of {companies[0]} born?", str(born[0]), (), ("company0", "person0")),
+        ("founder_town", f"In which town was the founder of {companies[0]} born?", towns[0], (), founder),
+        ("founder_occupation", f"What was the occupation of the founder of {companies[0]}?", jobs[0], (), founder),
+        ("founder_year", f"In which year was the founder of {companies[0]} born?", str(born[0]), (), founder),
         ("company_river", f"On which river lies the town where {companies[0]} is based?", *river_of(1), ("company0", "town1")),
-        ("inventor_town", f"In which town was the inventor of the {inventions[0]} born?", towns[1], (), ("invention0", "person2")),
-        ("inventor_occupation", f"What was the occupation of the inventor of the {inventions[0]}?", jobs[2], (), ("invention0", "person2")),
+        ("inventor_town", f"In which town was the inventor of the {inventions[0]} born?", towns[1], (), inventor),
+        ("inventor_occupation", f"What was the occupation of the inventor of the {inventions[0]}?", jobs[2], (), inventor),
     ]  # fmt: skip
     questions = [
         _Question(c, name, text, answer, aliases, tuple(key + g for g in gold))

@@ -7,9 +7,9 @@
 
 Normalisation (Rajpurkar et al. 2016's evaluation script, plus numbers): lower-case; spelled numbers become digits
 ("twenty-one" -> "21", "one thousand nine hundred and five" -> "1905", "first" -> "1st", via `text2num`); thousands
-separators go ("1,200" -> "1200") and decimal points stay; hyphens, dashes and slashes become spaces, other punctuation is dropped; the
-articles a/an/the are removed; whitespace is collapsed. A verdict passes on exact match with any reference, and
-carries the best exact match and token F1 over the references in `details` (`em`, `f1`, `best`).
+separators go ("1,200" -> "1200") and decimal points stay; hyphens, dashes and slashes become spaces, other
+punctuation is dropped; the articles a/an/the are removed; whitespace is collapsed. A verdict passes on exact match
+with any reference, and carries the best exact match and token F1 over the references in `details` (`em`, `f1`, `best`).
 """
 
 from __future__ import annotations
