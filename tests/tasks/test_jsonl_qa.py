@@ -67,7 +67,10 @@ def test_the_general_form_carries_a_corpus_aliases_and_gold_passages(tmp_path: P
         ({"corpus": "data/corpus.jsonl", "question": "When?", "answers": []}, "a QA line needs 'answers'"),
         ({"corpus": "data/corpus.jsonl", "question": "When?", "answers": "1887"}, "a QA line needs 'answers'"),
         ({"corpus": "data/corpus.jsonl", "question": "When?", "answers": [" "]}, "field 'answers': the first answer is blank"),
-        ({"corpus": "nowhere.jsonl", "question": "When?", "answers": ["1887"]}, r"field 'corpus': corpus '.*nowhere\.jsonl' does not exist"),
+        (
+            {"corpus": "nowhere.jsonl", "question": "When?", "answers": ["1887"]},
+            r"field 'corpus': corpus '.*nowhere\.jsonl' does not exist",
+        ),
         ({"question": "When?", "answers": ["1887"]}, "field 'corpus': Field required"),
         ({"corpus": "data/corpus.jsonl", "question": "", "answers": ["1887"]}, "field 'question'"),
         ({"corpus": "data/corpus.jsonl", "question": "When?", "answers": ["1887"], "hint": "x"}, "field 'hint': Extra inputs"),

@@ -55,7 +55,9 @@ def test_a_seed_gives_the_same_problems_and_corpus_and_another_seed_others(cache
 def test_the_default_is_over_a_hundred_questions_over_one_cached_corpus(cache: Path) -> None:
     problems = get_task("rag-synth").load()
     assert len(problems) == DEFAULT_N >= 100
-    assert {p.input.corpus for p in problems} == {str(cache / "tasks" / "rag-synth" / f"v{VERSION}-s0-n{DEFAULT_N}" / "corpus.jsonl")}
+    assert {p.input.corpus for p in problems} == {
+        str(cache / "tasks" / "rag-synth" / f"v{VERSION}-s0-n{DEFAULT_N}" / "corpus.jsonl")
+    }
     assert all(p.kind == "qa" and p.input.prompt.endswith("?") and "\n" not in p.input.prompt for p in problems)
     assert len({p.id for p in problems}) == len({p.input.prompt for p in problems}) == DEFAULT_N
     assert Counter(p.input.meta["hops"] for p in problems) == {1: DEFAULT_N // 2, 2: DEFAULT_N // 2}
@@ -94,12 +96,18 @@ def test_distractors_share_names_with_the_gold_passages(cache: Path) -> None:
         gold = corpus[problem.hidden.gold_passages[0]]
         name_words = set(normalize_answer(gold["title"].removeprefix("The ")).split())
         sharing = [
-            p for i, p in corpus.items() if i not in problem.hidden.gold_passages and name_words & set(normalize_answer(p["text"]).split())
+            p
+            for i, p in corpus.items()
+            if i not in problem.hidden.gold_passages and name_words & set(normalize_answer(p["text"]).split())
         ]
         assert len(sharing) >= 2, (problem.id, gold["title"])
         # and the hard ones give the same kind of fact with another value: the answer is not in them
         assert any(words(problem.hidden.answer) not in words(p["text"]) for p in sharing)
-    near = [p["title"] for p in corpus.values() if p["title"].split(" ")[0] == corpus[problems[0].hidden.gold_passages[0]]["title"].split(" ")[0]]
+    near = [
+        p["title"]
+        for p in corpus.values()
+        if p["title"].split(" ")[0] == corpus[problems[0].hidden.gold_passages[0]]["title"].split(" ")[0]
+    ]
     assert len(near) >= 2  # "Velmora Works" and "Velmora Workshop"
 
 

@@ -66,9 +66,7 @@ def corpus_ids(path: str | Path) -> frozenset[str]:
     """The passage ids of a corpus: each JSONL line's "id", or each .txt/.md file's path relative to the directory."""
     path = Path(path)
     if path.is_dir():
-        return frozenset(
-            p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in CORPUS_SUFFIXES and p.is_file()
-        )
+        return frozenset(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in CORPUS_SUFFIXES and p.is_file())
     if not path.is_file():
         raise TaskDataError(f"corpus not found: {path}")
     ids: set[str] = set()
