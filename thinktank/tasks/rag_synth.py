@@ -44,6 +44,7 @@ __all__ = [
     "VERSION",
     "RagSynthPositionedTask",
     "RagSynthTask",
+    "World",
     "build_world",
     "generation_options",
     "gold_position",
