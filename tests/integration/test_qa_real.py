@@ -1,8 +1,8 @@
 """The qa kind on real replies (SmolLM2-135M): rag-synth questions closed-book, and with the gold passage in the prompt.
 
 Mechanics, not accuracy: real replies yield short answers, votes group them by normalised answer, grades carry EM
-and F1. The two accuracy facts checked are the benchmark's premises: closed-book the invented world is unknown
-(nothing right), and with the gold passage shown the model can copy an answer out of it.
+and F1. One accuracy fact is checked, the benchmark's premise: closed-book the invented world is unknown (nothing
+right). (SmolLM2-135M does not reliably copy a year out of a passage shown to it, so open-book accuracy is not.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from thinktank.eval.grading import Grader
 from thinktank.kinds import kind_of
 from thinktank.kinds.qa import strip_citations
 from thinktank.tasks.rag_synth import RagSynthTask
-from thinktank.verifiers.qa import normalize_answer
+from thinktank.verifiers.qa import exact_match, normalize_answer, token_f1
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 def problems(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("THINKTANK_CACHE", str(tmp_path_factory.mktemp("cache")))
-        return [p for p in RagSynthTask(seed=0).load(limit=20) if p.input.prompt.startswith("In which year was")][:3]
+        single = [p for p in RagSynthTask(seed=0).load(limit=40) if p.input.meta["hops"] == 1]
+        return [p for p in single if p.input.prompt.startswith("In which year was")][:3]
 
 
 def open_book(problem):
@@ -67,8 +68,13 @@ async def test_closed_book_nothing_is_known_and_votes_group_by_normalised_answer
         assert sum(g["size"] for g in groups) == sum(map(bool, keys)) and len(groups) == len(set(filter(None, keys)))
 
 
-async def test_with_the_gold_passage_shown_the_answer_is_copied_out(small_server, problems):
+async def test_open_book_replies_are_read_as_short_answers_and_graded_by_em_and_f1(small_server, problems):
     spec = {"layers": [{"generate": {"n": 1, "temperature": 0.0, "max_tokens": 32}}]}
-    solved = await solve(small_server, [open_book(p) for p in problems], spec)
-    assert sum(verdict.passed for _, _, verdict in solved) >= 2, [(r.answer.text if r.answer else None) for r, _, _ in solved]
-    assert all(verdict.details["f1"] == verdict.score for _, _, verdict in solved)
+    shown = [open_book(p) for p in problems]
+    assert all(p.hidden.answer in p.input.prompt for p in shown)  # the gold passage is in the prompt
+    solved = await solve(small_server, shown, spec)
+    for (result, _, verdict), problem in zip(solved, shown, strict=True):
+        reply, answer = result.answer.text, result.answer.answer
+        assert answer and "[" not in answer and len(answer) <= len(reply.strip())  # e.g. 'The answer is "2018"' -> 2018
+        assert verdict.passed == exact_match(answer, problem.hidden.answer)
+        assert verdict.score == verdict.details["f1"] == token_f1(answer, problem.hidden.answer)
