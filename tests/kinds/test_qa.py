@@ -172,3 +172,14 @@ async def test_corpus_ids_are_read_once_per_version_of_the_file(tmp_path, monkey
     cache = CorpusIds()
     assert await cache.ids(str(corpus)) == await cache.ids(str(corpus)) == {"p1"}
     assert len(reads) == 1
+
+
+async def test_a_chunk_of_a_directory_corpus_file_counts_as_cited(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guide.md").write_text("long text")
+    cite = TaskInput("q", "qa", "?", corpus=str(tmp_path / "docs"), meta={"cite": True})
+    kind, resources = QaKind(), Resources()
+    assert (await kind.public_check(resources, cite, "x [guide.md]")).passed
+    assert (await kind.public_check(resources, cite, "x [guide.md#2]")).passed
+    assert not (await kind.public_check(resources, cite, "x [other.md#2]")).passed
+    assert not (await kind.public_check(resources, cite, "x [guide.md#two]")).passed

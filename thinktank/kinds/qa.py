@@ -63,7 +63,8 @@ def extract_short_answer(text: str) -> str | None:
 
 
 def corpus_ids(path: str | Path) -> frozenset[str]:
-    """The passage ids of a corpus: each JSONL line's "id", or each .txt/.md file's path relative to the directory."""
+    """The passage ids of a corpus: each JSONL line's "id", or each .txt/.md file's path relative to the directory
+    (the retrieval package names the chunks of a long file "<path>#<n>"; the citation check accepts those too)."""
     path = Path(path)
     if path.is_dir():
         return frozenset(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in CORPUS_SUFFIXES and p.is_file())
@@ -147,7 +148,8 @@ class QaKind(TaskKind):
             known = await resources.get(CorpusIds).ids(task.corpus or "")
         except TaskDataError as exc:
             return Verdict(False, f"cannot read the corpus: {exc}", 0.0, {"cited": cited})
-        found = [i for i in cited if i in known]
+        # a long file of a directory corpus is retrieved in chunks "a.md#1", "a.md#2": a chunk of a known file counts
+        found = [i for i in cited if i in known or (i.rpartition("#")[0] in known and i.rpartition("#")[2].isdigit())]
         details = {"cited": cited, "found": found}
         if not found:
             return Verdict(False, f"no cited id is a passage of the corpus: {', '.join(cited)}", 0.0, details)
