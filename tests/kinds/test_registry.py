@@ -19,7 +19,7 @@ from thinktank.techniques._prompting import format_instruction
 
 
 def test_every_task_kind_has_a_registered_strategy_of_that_name():
-    assert set(KINDS) >= {"code", "sql", "math", "text"}
+    assert set(KINDS) >= {"code", "sql", "math", "qa", "text"}
     for name in KINDS:
         kind = kind_named(name)
         assert isinstance(kind, TaskKind) and kind.name == name
@@ -28,14 +28,14 @@ def test_every_task_kind_has_a_registered_strategy_of_that_name():
 def test_task_files_and_served_requests_accept_exactly_the_registered_kinds(monkeypatch):
     for name in KINDS:
         assert known_kind(name) == name and ThinktankOptions(kind=name).kind == name
-    with pytest.raises(ValidationError, match="unknown task kind 'yesno'; known: code, math, sql, text"):
+    with pytest.raises(ValidationError, match="unknown task kind 'yesno'; known: code, math, qa, sql, text"):
         ThinktankOptions(kind="yesno")
     monkeypatch.setitem(thinktank.kinds.KINDS, "yesno", "tests.kinds.toy:YesNoKind")  # the one registry line
     assert ThinktankOptions(kind="yesno").kind == "yesno"
 
 
 def test_an_unknown_kind_is_a_config_error_naming_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown task kind 'poem'.*code, math, sql, text"):
+    with pytest.raises(ConfigError, match="unknown task kind 'poem'.*code, math, qa, sql, text"):
         kind_of(TaskInput("p", "poem", "Write a poem."))  # type: ignore[arg-type]
 
 

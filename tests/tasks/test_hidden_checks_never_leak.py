@@ -21,6 +21,8 @@ from thinktank.tasks.base import HiddenChecks, Problem, TaskInput
 from thinktank.tasks.gsm_symbolic import TEMPLATES, GsmSymbolicTask, generate_example
 from thinktank.tasks.humaneval import HumanEvalTask, docstring_tests, load_rows
 from thinktank.tasks.jsonl import JsonlTask
+from thinktank.tasks.rag_synth import RagSynthPositionedTask, RagSynthTask
+from thinktank.verifiers.qa import normalize_answer
 
 _HIDDEN_WORDS = {
     "test",
@@ -191,3 +193,34 @@ def test_spider_never_leaks() -> None:
         p.kind == "sql" and len(_norm(p.hidden.gold_sql)) >= 8 for p in problems
     )  # every gold query is checked
     assert {p.id: _generic_leaks(p) for p in problems if _generic_leaks(p)} == {}
+
+
+def _qa_leaks(problem: Problem) -> list[str]:
+    """No answer or alias as whole words anywhere a technique looks, no gold passage id, and meta holds only the hop count."""
+    visible = f" {normalize_answer(_visible(problem.input))} "
+    hidden = problem.hidden
+    leaks = [f"answer {a!r}" for a in (hidden.answer, *hidden.aliases) if f" {normalize_answer(a)} " in visible]
+    leaks += [f"gold passage {i!r}" for i in hidden.gold_passages if re.search(rf"\b{re.escape(i)}\b", _visible(problem.input))]
+    return leaks + [f"meta[{k!r}]" for k in problem.input.meta if k != "hops"]
+
+
+@pytest.fixture(scope="module")
+def rag_synth(tmp_path_factory: pytest.TempPathFactory) -> list[Problem]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("THINKTANK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        return RagSynthTask(seed=11).load() + RagSynthPositionedTask(seed=11).load()
+
+
+def test_rag_synth_never_leaks(rag_synth: list[Problem]) -> None:
+    assert len(rag_synth) >= 200 and all(p.kind == "qa" and p.hidden.gold_passages for p in rag_synth)
+    assert {p.id: _generic_leaks(p) + _qa_leaks(p) for p in rag_synth if _generic_leaks(p) + _qa_leaks(p)} == {}
+
+
+def test_rag_synth_detectors_catch_a_leak(rag_synth: list[Problem]) -> None:
+    problem = next(p for p in rag_synth if p.input.meta["hops"] == 2)
+    hinted = dataclasses.replace(problem.input, prompt=f"{problem.input.prompt} (It is {problem.hidden.answer}.)")
+    assert _qa_leaks(Problem(hinted, problem.hidden)) == [f"answer {problem.hidden.answer!r}"]
+    pointed = dataclasses.replace(problem.input, meta={"hops": 2, "start": problem.hidden.gold_passages[0]})
+    assert _qa_leaks(Problem(pointed, problem.hidden)) == [f"gold passage {problem.hidden.gold_passages[0]!r}", "meta['start']"]
+    placed = dataclasses.replace(problem.input, meta={"hops": 2, "gold_position": 3})
+    assert _qa_leaks(Problem(placed, problem.hidden)) == ["meta['gold_position']"]

@@ -18,7 +18,7 @@ from thinktank.tasks.registry import get_task, task_names
 
 
 def test_names() -> None:
-    assert task_names() == ["gsm-symbolic", "humaneval", "jsonl", "spider"]
+    assert task_names() == ["gsm-symbolic", "humaneval", "jsonl", "rag-synth", "rag-synth-positioned", "spider"]
 
 
 def test_builds_tasks_with_options() -> None:

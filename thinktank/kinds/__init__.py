@@ -1,4 +1,4 @@
-"""Task kinds: one `TaskKind` per kind of answer (code, sql, math, text), found by name.
+"""Task kinds: one `TaskKind` per kind of answer (code, sql, math, qa, text), found by name.
 
     kind_of(task).extract(task, reply)          # the program / query / final answer in a reply
     await kind_of(task).grade(resources, problem, answer)
@@ -27,6 +27,7 @@ __all__ = ["KINDS", "Key", "KindName", "Reply", "TaskKind", "kind_named", "kind_
 KINDS: Mapping[str, str] = {
     "code": "thinktank.kinds.code:CodeKind",
     "math": "thinktank.kinds.math:MathKind",
+    "qa": "thinktank.kinds.qa:QaKind",
     "sql": "thinktank.kinds.sql:SqlKind",
     "text": "thinktank.kinds.text:TextKind",
 }

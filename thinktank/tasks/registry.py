@@ -20,6 +20,8 @@ _REGISTRY: dict[str, str] = {
     "gsm-symbolic": "thinktank.tasks.gsm_symbolic:GsmSymbolicTask",
     "humaneval": "thinktank.tasks.humaneval:HumanEvalTask",
     "jsonl": "thinktank.tasks.jsonl:JsonlTask",
+    "rag-synth": "thinktank.tasks.rag_synth:RagSynthTask",
+    "rag-synth-positioned": "thinktank.tasks.rag_synth:RagSynthPositionedTask",
     "spider": "thinktank.tasks.spider:SpiderTask",
 }
 
@@ -77,4 +79,8 @@ def load_problems(
         from thinktank.tasks.gsm_symbolic import generation_options
 
         options = generation_options(seed, offset + (limit or 0))
+    elif name in ("rag-synth", "rag-synth-positioned"):
+        from thinktank.tasks.rag_synth import generation_options as rag_options
+
+        options = rag_options(seed, offset + (limit or 0))
     return get_task(name, **options).load(limit=limit, offset=offset, sample=sample, seed=seed)
