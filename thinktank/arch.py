@@ -45,8 +45,11 @@ TECHNIQUES: dict[str, str] = {
     "fuse": "thinktank.techniques.fuse:Fuse",
     "gen_tests": "thinktank.techniques.gen_tests:GenTests",
     "generate": "thinktank.techniques.generate:Generate",
+    "permute": "thinktank.techniques.permute:Permute",
     "rank": "thinktank.techniques.rank:Rank",
+    "read": "thinktank.techniques.read:Read",
     "repair": "thinktank.techniques.repair:Repair",
+    "rerank": "thinktank.techniques.rerank:Rerank",
     "verify_exec": "thinktank.techniques.verify_exec:VerifyExec",
     "vote": "thinktank.techniques.vote:Vote",
 }
