@@ -73,9 +73,10 @@ def debias(credit: np.ndarray, orders: Sequence[Sequence[int]]) -> tuple[np.ndar
         for pos, p in enumerate(order):
             row = o * k + pos
             design[row, p] = 1.0
-            if k > 1:  # sum-to-zero coding of the position effect
-                design[row, k + pos] = 1.0 if pos < k - 1 else 0.0
-                if pos == k - 1:
+            if k > 1:  # sum-to-zero coding of the position effect: the last position is minus the others
+                if pos < k - 1:
+                    design[row, k + pos] = 1.0
+                else:
                     design[row, k:] = -1.0
             target[row] = credit[o, p]
     coef, *_ = np.linalg.lstsq(design, target, rcond=None)
@@ -157,7 +158,7 @@ class Permute(Technique):
             [[float(winner is not None and keys[o] == winner) * support(answers[o].answer, p) for p in passages]
              for o in range(len(answers))]
         )  # fmt: skip
-        utility, bias = debias(credit, orders)
+        utility, bias = (np.round(v, 9) for v in debias(credit, orders))  # rounded: float noise breaks no tie
         for rank, group in enumerate(votes.groups):
             for i in group:
                 answers[i].scores[self.name] = votes.share(rank)
