@@ -8,8 +8,9 @@ questions about fictional entities, so closed-book should be near zero), and `ra
 `rag-synth-positioned` (each question over its own 5 passages with the gold one at position index % 5) for accuracy
 by gold position. Each (task, preset) is an eval run in `<out>/<task>-<preset>/` (the run store resumes a killed
 run with exactly the missing problems; the response cache makes a rerun free). Recall@k is the share of a
-problem's hidden gold passages among the passages the reader was shown (the notes `passages` of the first node
-that has them: `read`, `permute` or a permute order), averaged over problems. The JSON goes to `<out>/bench_rag.json`.
+problem's hidden gold passages among the k passages the reader was shown (the notes `passages` of the last node
+that has them: `read`, `permute` or an adaptive wave of permute), averaged over problems: the retriever's top 5 for
+rag-single / rag-moi, the 5 kept by the reranker for rag-rerank. The JSON goes to `<out>/bench_rag.json`.
 """
 
 from __future__ import annotations
@@ -66,11 +67,9 @@ def _nodes(trace: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def shown_passages(record: ProblemRecord) -> list[str] | None:
-    """The passage ids the reader saw, from the first trace node that notes them; None for closed-book."""
-    for node in _nodes(record.trace):
-        if node.get("notes", {}).get("passages"):
-            return list(node["notes"]["passages"])
-    return None
+    """The passage ids the reader saw, from the last trace node that notes them (as serving reports); None: closed-book."""
+    found = [node["notes"]["passages"] for node in _nodes(record.trace) if node.get("notes", {}).get("passages")]
+    return list(found[-1]) if found else None
 
 
 def recall(records: list[ProblemRecord], problems: dict[str, Problem]) -> float | None:

@@ -59,3 +59,13 @@ def preset_with_given_passages(name: str, models: list[str]):
         ((technique, params),) = layer.items()
         layers.append({"rag_fixtures:GivenPassages": params} if technique == "retrieve" else layer)
     return build_architecture({**spec, "layers": layers}, models)
+
+
+class CorpusTaggedPassages(GivenPassages):
+    """Like `GivenPassages`, with each id prefixed by the task's corpus directory name: shows the corpus arrived."""
+
+    async def apply(self, ctx, task, candidates):
+        if task.corpus is None:
+            return []
+        tag = Path(task.corpus).name
+        return [Candidate(p.text, None, "", "retrieve", passage=Passage(f"{tag}/{p.id}", p.text)) for p in PASSAGES[: self.k]]

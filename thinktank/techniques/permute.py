@@ -134,11 +134,12 @@ class Permute(Technique):
     async def draw(self, ctx: Context, task: TaskInput, candidates: list[Candidate], start: int, count: int) -> list[Candidate]:
         """Answers for orders start..start+count-1 of the input passages, one call each, all at once."""
         passages = passages_of(candidates)[: self.k]
+        ctx.node.notes["passages"] = [p.id for p in passages]
         orders = [order_at(i, len(passages), self.seed) for i in range(start, start + count)]
 
         async def one(i: int, order: list[int]) -> Candidate:
             child = ctx.child(f"order{i}")
-            child.node.notes.update(order=order, passages=[passages[p].id for p in order])
+            child.node.notes.update(order=order, shown=[passages[p].id for p in order])
             return await self._answer(child, task, [passages[p] for p in order], i)
 
         return await gather_all(one(i, order) for i, order in zip(range(start, start + count), orders, strict=True))
@@ -174,7 +175,7 @@ class Permute(Technique):
         if self.final_call:
             final_order = edges_first([float(u) for u in utility])
             final_ctx = ctx.child("final")
-            final_ctx.node.notes.update(order=final_order, passages=[passages[p].id for p in final_order])
+            final_ctx.node.notes.update(order=final_order, shown=[passages[p].id for p in final_order])
             final = await self._answer(final_ctx, task, [passages[p] for p in final_order], self.m)
             final.scores[self.name] = 1.0
             ranked = [final, *ranked]
