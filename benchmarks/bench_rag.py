@@ -168,7 +168,9 @@ async def main() -> None:
         pos_index = {p.id: p for p in positioned}
         result["positioned"] = {}
         for preset in POSITION_PRESETS:
-            store = await run_preset(engine, load_architecture(preset, [args.model]), "rag-synth-positioned", positioned, args.out, args)
+            store = await run_preset(
+                engine, load_architecture(preset, [args.model]), "rag-synth-positioned", positioned, args.out, args
+            )
             result["positioned"][preset] = {**preset_row(store, pos_index), **by_position(store, pos_index)}
             store.close()
 

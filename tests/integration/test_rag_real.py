@@ -92,7 +92,7 @@ async def test_permute_reads_every_order_votes_and_debiases(server):
 
 
 async def test_rerank_then_read_on_real_text(server):
-    question, gold, passages = PROBLEMS[1]
+    question, _gold, passages = PROBLEMS[1]
     task = TaskInput("rag-real/rerank", KIND, question)
     spec = {"layers": [{"rerank": {"keep": 2}}]}
     kept, ctx = await run(server, spec, task, candidates_of(passages))

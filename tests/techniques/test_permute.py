@@ -49,7 +49,7 @@ async def test_one_call_per_order_in_parallel_prompts_in_the_intended_orders():
 
 async def test_answers_are_aggregated_by_vote():
     # orders 0..5 put p0, p1, p2, p3, p4, then a shuffle first: Quillmarsh once, Dunmere once, Osterby the rest
-    backend, eng = engine()
+    _backend, eng = engine()
     ctx = eng.context()
     out = await Permute(["m"], m=5).apply(ctx, TASK, passage_candidates())
     assert out[0].answer == "Osterby" and out[0].scores["permute"] == pytest.approx(3 / 5)
@@ -58,7 +58,7 @@ async def test_answers_are_aggregated_by_vote():
 
 
 async def test_ties_go_to_the_retrievers_order():
-    backend, eng = engine()
+    _backend, eng = engine()
     out = await Permute(["m"], m=2).apply(eng.context(), TASK, passage_candidates())
     assert out[0].answer == "Quillmarsh"  # 1 vote each: order 0 (the identity) wins
 

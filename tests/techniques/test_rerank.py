@@ -1,7 +1,7 @@
 import re
 
 import pytest
-from rag_fixtures import PASSAGES, TASK, passage_candidates, preset_with_given_passages, prompt_of, shown_order
+from rag_fixtures import TASK, passage_candidates, preset_with_given_passages, prompt_of, shown_order
 
 from thinktank.backends import ScriptedBackend
 from thinktank.engine import Engine
@@ -37,7 +37,9 @@ def test_parse_criteria_accepts_common_variants_and_drops_the_rest():
 
 
 def test_parse_criterion_scores():
-    assert parse_criterion_scores("**Relevance:** 7\nrecency = 3/10\nAuthority score: 11", ["relevance", "recency", "authority"]) == {
+    assert parse_criterion_scores(
+        "**Relevance:** 7\nrecency = 3/10\nAuthority score: 11", ["relevance", "recency", "authority"]
+    ) == {
         "relevance": 7.0,
         "recency": 3.0,
     }
@@ -67,7 +69,7 @@ async def test_single_mode_is_relevance_only_with_one_call_per_passage():
 
 
 async def test_unreadable_criteria_fall_back_to_relevance_only():
-    backend, eng = engine(judge(criteria_reply="Relevance is what matters here."))
+    _backend, eng = engine(judge(criteria_reply="Relevance is what matters here."))
     ctx = eng.context()
     out = await Rerank("m").apply(ctx, TASK, passage_candidates())
     assert [c.passage.id for c in out] == ["p1", "p0", "p3", "p2", "p4"]
@@ -79,7 +81,7 @@ async def test_a_bare_score_counts_as_relevance_and_an_unscored_passage_keeps_it
         (pid,) = shown_order(prompt_of(request))
         return {"p0": "I cannot tell.", "p3": "Score: 9"}.get(pid, f"Relevance: {RATINGS[pid][0]}")
 
-    backend, eng = engine(reply)
+    _backend, eng = engine(reply)
     ctx = eng.context()
     out = await Rerank("m", criteria="single").apply(ctx, TASK, passage_candidates())
     assert [c.passage.id for c in out] == ["p3", "p1", "p2", "p4", "p0"]
@@ -87,7 +89,7 @@ async def test_a_bare_score_counts_as_relevance_and_an_unscored_passage_keeps_it
 
 
 async def test_candidates_without_a_passage_pass_through_after_the_kept_ones():
-    backend, eng = engine(judge())
+    _backend, eng = engine(judge())
     answer = Candidate("Quillmarsh", "Quillmarsh", "m", "read")
     out = await Rerank("m", keep=1).apply(eng.context(), TASK, [answer, *passage_candidates()])
     assert [c.passage.id if c.passage else c.text for c in out] == ["p0", "Quillmarsh"]

@@ -90,6 +90,4 @@ def task_input(body: ChatCompletionRequest, request_id: str, *, corpus: str | No
         prompt = "\n\n".join([*system, prompt])
     opts = body.options
     kind = CORPUS_KIND if corpus is not None and "kind" not in opts.model_fields_set else opts.kind
-    return TaskInput(
-        request_id, kind, prompt, entry_point=opts.entry_point, public_tests=tuple(opts.public_tests), corpus=corpus
-    )
+    return TaskInput(request_id, kind, prompt, entry_point=opts.entry_point, public_tests=tuple(opts.public_tests), corpus=corpus)

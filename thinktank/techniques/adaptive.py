@@ -160,7 +160,9 @@ class AdaptiveSample(Technique):
                     else:
                         launched = len(history) + len(pending)
                         if launched < waves:
-                            pending.append(group.create_task(self._wave(ctx.child(f"wave{launched}"), task, launched, candidates)))
+                            pending.append(
+                                group.create_task(self._wave(ctx.child(f"wave{launched}"), task, launched, candidates))
+                            )
                         continue
                     for wave_task in pending:
                         wave_task.cancel()

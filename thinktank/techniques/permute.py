@@ -183,4 +183,3 @@ class Permute(Technique):
         for candidate in ranked:
             candidate.scores.update({f"{self.name}.utility[{p.id}]": float(u) for p, u in zip(passages, utility, strict=True)})
         return ranked
-
