@@ -103,6 +103,7 @@ class Rerank(Technique):
         )
         request = judge_request(self.model, prompt, temperature=0.0, max_tokens=self.max_tokens, seed=self.seed)
         (reply,) = await ctx.generate(request)
+        ctx.node.notes["reply"] = clip(reply.text, 200)  # what the judge said, next to what was read from it
         scores = parse_criterion_scores(reply.text, ["relevance", *criteria])
         if "relevance" not in scores and (fallback := parse_score(reply.text, 0, 10)) is not None:
             scores["relevance"] = fallback
