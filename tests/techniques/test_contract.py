@@ -1,6 +1,8 @@
 """Every shipped technique keeps the technique contract that `thinktank.testing` offers extenders."""
 
 import pytest
+from rag_fixtures import TASK as RAG_TASK
+from rag_fixtures import passage_candidates
 
 from thinktank.arch import build_architecture
 from thinktank.exceptions import BudgetExceeded
@@ -12,8 +14,11 @@ from thinktank.techniques.critique import CritiqueRefine
 from thinktank.techniques.fuse import Fuse
 from thinktank.techniques.gen_tests import GenTests
 from thinktank.techniques.generate import Generate
+from thinktank.techniques.permute import Permute
 from thinktank.techniques.rank import Rank
+from thinktank.techniques.read import Read
 from thinktank.techniques.repair import Repair
+from thinktank.techniques.rerank import Rerank
 from thinktank.techniques.verify_exec import VerifyExec
 from thinktank.techniques.vote import Vote
 from thinktank.testing.technique_contract import TechniqueContract
@@ -83,6 +88,37 @@ class TestGenTests(CodeContract):
 class TestRepair(CodeContract):
     def make_technique(self):
         return Repair(self.model, rounds=1)
+
+
+class RagContract(TechniqueContract):
+    task = RAG_TASK
+
+    def reply(self, request, sample_index):
+        return "Relevance: 7\nspecificity: 0.5\nQuillmarsh"
+
+    def make_candidates(self):
+        return passage_candidates()
+
+
+class TestRead(RagContract):
+    def make_technique(self):
+        return Read([self.model], n=2, temperature=0.8)
+
+
+class TestPermute(RagContract):
+    def make_technique(self):
+        return Permute([self.model], m=3, final_call=True)
+
+
+class TestAdaptivePermute(RagContract):
+    def make_technique(self):
+        generator = build_architecture({"layers": [{"permute": {}}]}, [self.model])
+        return AdaptiveSample([self.model], max_n=4, wave=2, generator=[generator])
+
+
+class TestRerank(RagContract):
+    def make_technique(self):
+        return Rerank(self.model, keep=3)
 
 
 # --- the contract fails techniques that break it ------------------------------------------------------------

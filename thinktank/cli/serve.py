@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +38,13 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body; larger: 413.")] = 1 << 20,
     no_cache: NoCacheOpt = False,
     prices: PricesOpt = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="Answer grounded in this corpus (a directory of .txt/.md files or a passages JSONL): requests become"
+            " retrieval QA (kind qa) for the rag-* presets, the passage ids used in the `thinktank` field.",
+        ),
+    ] = None,
 ) -> None:
     """Serve architectures behind an OpenAI-compatible API: the request's `model` names the architecture."""
     import functools
@@ -47,6 +55,8 @@ def serve(
     from thinktank.runtime import open_engine
     from thinktank.serve import ServeSettings, create_app
 
+    if corpus is not None and not corpus.exists():
+        raise typer.BadParameter(f"{corpus} does not exist", param_hint="--corpus")
     names = served_names(model, backend)
     if arch:
         architectures = [load_architecture(a, names) for a in arch]
@@ -71,6 +81,7 @@ def serve(
         timeout_s=timeout,
         max_body_bytes=max_body_bytes,
         use_cache=not no_cache,
+        corpus=str(corpus.resolve()) if corpus is not None else None,
     )
     engine = functools.partial(
         open_engine,

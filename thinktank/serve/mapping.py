@@ -16,6 +16,8 @@ Request options -> architecture (every internal generation call goes through the
   200 with `finish_reason: "length"` and `thinktank.budget_cut: true`.
 - `thinktank.kind` (text|code|sql|math), `entry_point` and `public_tests` describe the task for techniques that
   verify or vote by kind (default: text).
+- `serve --corpus DIR`: every request's task carries the corpus (`TaskInput.corpus`, what `retrieve` reads) and is
+  of kind `qa` unless the request names a kind; the ids of the passages read come back in `thinktank.passages`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from thinktank.engine.engine import Overrides
 from thinktank.serve.errors import ServeError
 from thinktank.serve.wire import ChatCompletionRequest, ChatMessage
 from thinktank.tasks.base import TaskInput
+
+#: the kind of a request answered over a served corpus when it names none
+CORPUS_KIND = "qa"
 
 BUDGET_HEADERS = {"x-thinktank-budget-tokens": "max_tokens", "x-thinktank-budget-usd": "max_usd"}
 
@@ -66,8 +71,8 @@ def budget(body: ChatCompletionRequest, headers: Mapping[str, str]) -> Budget | 
     return Budget(**limits) if any(v is not None for v in limits.values()) else None
 
 
-def task_input(body: ChatCompletionRequest, request_id: str) -> TaskInput:
-    """The one prompt the techniques see, with the task options of the `thinktank` extension."""
+def task_input(body: ChatCompletionRequest, request_id: str, *, corpus: str | None = None) -> TaskInput:
+    """The one prompt the techniques see, with the task options of the `thinktank` extension (and the served corpus)."""
     system = [message_text(m) for m in body.messages if m.role in ("system", "developer")]
     turns = [m for m in body.messages if m.role not in ("system", "developer")]
     if not turns or turns[-1].role != "user":
@@ -84,4 +89,5 @@ def task_input(body: ChatCompletionRequest, request_id: str) -> TaskInput:
     if system:
         prompt = "\n\n".join([*system, prompt])
     opts = body.options
-    return TaskInput(request_id, opts.kind, prompt, entry_point=opts.entry_point, public_tests=tuple(opts.public_tests))
+    kind = CORPUS_KIND if corpus is not None and "kind" not in opts.model_fields_set else opts.kind
+    return TaskInput(request_id, kind, prompt, entry_point=opts.entry_point, public_tests=tuple(opts.public_tests), corpus=corpus)

@@ -50,6 +50,13 @@ def usage_out(result: ArchResult) -> UsageOut:
     return UsageOut(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, total_tokens=u.total_tokens)
 
 
+def passages_used(result: ArchResult) -> list[str] | None:
+    """The passage ids the reader was shown: the `passages` notes of the last trace node with any (`read`,
+    `permute`, after any retrieval or reranking step); None when nothing was retrieved."""
+    found = [node.notes["passages"] for node in result.trace.walk() if node.notes.get("passages")]
+    return [str(p) for p in found[-1]] if found else None
+
+
 def extension(arch_name: str, result: ArchResult, latency_s: float) -> Extension:
     u = result.usage
     nodes = [
@@ -73,6 +80,7 @@ def extension(arch_name: str, result: ArchResult, latency_s: float) -> Extension
         choices_available=distinct_count(result),
         error=result.error,
         nodes=nodes,
+        passages=passages_used(result),
     )
 
 

@@ -34,6 +34,7 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     keepalive_s: float = 5.0  # SSE comment interval while an architecture works
     use_cache: bool = True
+    corpus: str | None = None  # `serve --corpus`: requests are retrieval QA over it (`mapping.task_input`)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class ChatService:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         arch = self.architecture(body.model)
         budget, overrides = mapping.budget(body, headers), mapping.overrides(body)
-        task = mapping.task_input(body, request_id)
+        task = mapping.task_input(body, request_id, corpus=self.settings.corpus)
         ctx = self.engine.context(budget, name=request_id, use_cache=self.settings.use_cache, overrides=overrides)
         return Query(request_id, arch, task, ctx)
 

@@ -109,6 +109,7 @@ class Extension(BaseModel):
     choices_available: int
     error: str | None = None
     nodes: list[NodeUsage]
+    passages: list[str] | None = None  # ids of the corpus passages the answer was grounded in (retrieval presets)
 
 
 class Message(BaseModel):

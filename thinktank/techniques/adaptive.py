@@ -15,6 +15,16 @@ tests), each wave's programs run the public asserts and sampling stops at the fi
 candidates then come first. `lookahead` launches that many waves ahead (more overlap, possibly wasted calls):
 waves still running when sampling stops are cancelled. If the budget runs out after at least one wave, the
 samples so far are voted on and returned. Candidates come back ordered like `vote`'s, with the same scores.
+
+`generator:` replaces the plain samples by another technique's draws: one node (in the YAML form of an
+architecture, built by `arch.py`) whose technique has `draw(ctx, task, candidates, start, count)`, as `permute`
+has (orders start..start+count-1 of the input passages). Waves then ask it for draws instead of samples, with
+the input candidates, and stop by the same rule:
+
+    - adaptive:
+        max_n: 10
+        wave: 2
+        generator: [{layers: [{permute: {}}]}]
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -33,6 +44,7 @@ from thinktank.kinds import kind_of
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._equivalence import Key, answer_keys
 from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
+from thinktank.techniques.cascade import Stage
 from thinktank.techniques.generate import Generate
 from thinktank.techniques.verify_exec import public_check
 from thinktank.techniques.vote import Tally, prior_score, tally
@@ -45,8 +57,27 @@ def leader_confidence(leader: int, runner_up: int) -> float:
     return sum(math.comb(n, j) for j in range(leader + 1)) / 2**n
 
 
+@runtime_checkable
+class WaveSource(Protocol):
+    """A technique that can draw samples start..start+count-1 of a deterministic sequence (`permute`'s orders)."""
+
+    async def draw(
+        self, ctx: Context, task: TaskInput, candidates: list[Candidate], start: int, count: int
+    ) -> list[Candidate]: ...
+
+
+def wave_source(generator: Sequence[Stage]) -> WaveSource:
+    """The technique of a one-node `generator` architecture, checked to have `draw`."""
+    nodes = [node for stage in generator for layer in stage.layers for node in layer]
+    if len(generator) != 1 or len(nodes) != 1 or not isinstance(nodes[0].technique, WaveSource):
+        raise ValueError("adaptive's generator is one architecture of one node whose technique has draw() (e.g. permute)")
+    return nodes[0].technique
+
+
 class AdaptiveSample(Technique):
     name = "adaptive"
+    #: parameters given in YAML as architectures, which the architecture builder builds before construction
+    architecture_params: ClassVar[tuple[str, ...]] = ("generator",)
 
     def __init__(
         self,
@@ -62,15 +93,22 @@ class AdaptiveSample(Technique):
         lookahead: Annotated[int, Field(ge=0, le=16)] = 0,
         system: str | None = None,
         seed: int = 0,
+        generator: Sequence[Stage] | None = None,
     ) -> None:
         if not models:
             raise ValueError("adaptive needs at least one model")
+        self.source = wave_source(generator) if generator is not None else None
+        if generator is not None:
+            models = list(dict.fromkeys([*models, *(m for stage in generator for m in stage.models)]))
         self.models, self.max_n, self.wave, self.temperature, self.top_p = models, max_n, wave, temperature, top_p
         self.max_tokens, self.stop_confidence, self.first_pass = max_tokens, stop_confidence, first_pass
         self.lookahead, self.system, self.seed = lookahead, system, seed
 
-    async def _wave(self, ctx: Context, task: TaskInput, k: int) -> list[Candidate]:
+    async def _wave(self, ctx: Context, task: TaskInput, k: int, inputs: list[Candidate]) -> list[Candidate]:
         """Global samples [k*wave, (k+1)*wave), dealt round-robin over the models, all requested at once."""
+        if self.source is not None:
+            start = k * self.wave
+            return await self.source.draw(ctx, task, inputs, start, min(self.wave, self.max_n - start))
         per_model: dict[str, list[int]] = {}
         for s in range(k * self.wave, min((k + 1) * self.wave, self.max_n)):
             per_model.setdefault(self.models[s % len(self.models)], []).append(s // len(self.models))
@@ -102,7 +140,7 @@ class AdaptiveSample(Technique):
             async with asyncio.TaskGroup() as group:
                 pending: deque[asyncio.Task[list[Candidate]]] = deque()
                 for k in range(min(1 + self.lookahead, waves)):
-                    pending.append(group.create_task(self._wave(ctx.child(f"wave{k}"), task, k)))
+                    pending.append(group.create_task(self._wave(ctx.child(f"wave{k}"), task, k, candidates)))
                 while pending:
                     fresh = await pending.popleft()
                     start, pool = len(pool), pool + fresh
@@ -122,7 +160,9 @@ class AdaptiveSample(Technique):
                     else:
                         launched = len(history) + len(pending)
                         if launched < waves:
-                            pending.append(group.create_task(self._wave(ctx.child(f"wave{launched}"), task, launched)))
+                            pending.append(
+                                group.create_task(self._wave(ctx.child(f"wave{launched}"), task, launched, candidates))
+                            )
                         continue
                     for wave_task in pending:
                         wave_task.cancel()
