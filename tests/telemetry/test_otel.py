@@ -9,20 +9,21 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from thinktank.arch import Architecture, Node  # noqa: E402
-from thinktank.engine import Engine  # noqa: E402
-from thinktank.engine.cache import ResponseCache  # noqa: E402
-from thinktank.engine.trace import CallRecord, TraceNode  # noqa: E402
-from thinktank.exceptions import ConfigError  # noqa: E402
-from thinktank.tasks.base import TaskInput  # noqa: E402
-from thinktank.techniques.generate import Generate  # noqa: E402
-from thinktank.techniques.vote import Vote  # noqa: E402
-from thinktank.telemetry.otel import TraceExporter, open_exporter, resolve_endpoint  # noqa: E402
-from thinktank.testing import ScriptedBackend  # noqa: E402
-from thinktank.usage import Usage  # noqa: E402
+from thinktank.arch import Architecture, Node
+from thinktank.engine import Engine
+from thinktank.engine.cache import ResponseCache
+from thinktank.engine.trace import CallRecord, TraceNode
+from thinktank.exceptions import ConfigError
+from thinktank.tasks.base import TaskInput
+from thinktank.techniques.generate import Generate
+from thinktank.techniques.vote import Vote
+from thinktank.telemetry import resolve_endpoint
+from thinktank.telemetry.otel import TraceExporter, open_exporter
+from thinktank.testing import ScriptedBackend
+from thinktank.usage import Usage
 
 
 def exporter_pair() -> tuple[TraceExporter, InMemorySpanExporter]:
@@ -95,7 +96,9 @@ def test_span_times_follow_the_recorded_times():
 async def test_a_real_architecture_run_exports_every_call(tmp_path):
     backend = ScriptedBackend(lambda request, i: f"#### {i % 2}")
     engine = Engine({"m": backend}, cache=ResponseCache(tmp_path / "cache.sqlite"))
-    arch = Architecture("vote-arch", [[Node("gen", Generate(["m"], n=4, temperature=0.8, max_tokens=32))], [Node("vote", Vote())]])
+    arch = Architecture(
+        "vote-arch", [[Node("gen", Generate(["m"], n=4, temperature=0.8, max_tokens=32))], [Node("vote", Vote())]]
+    )
     ctx = engine.context(name="q1")
     result = await arch.run(TaskInput("q1", "math", "1+1?"), ctx)
     exporter, memory = exporter_pair()

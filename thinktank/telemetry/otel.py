@@ -17,14 +17,13 @@ than one export timeout.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from thinktank.engine.trace import CallRecord, TraceNode
-from thinktank.exceptions import ConfigError
+from thinktank.telemetry.endpoint import resolve_endpoint
 
 try:
     from opentelemetry import trace as otel_trace
@@ -38,32 +37,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("OpenTelemetry export needs the `otel` extra: pip install 'thinktank[otel]'") from exc
 
-__all__ = ["RETRY_AFTER_S", "TraceExporter", "add_trace", "open_exporter", "resolve_endpoint"]
+__all__ = ["RETRY_AFTER_S", "TraceExporter", "add_trace", "open_exporter"]
 
 logger = logging.getLogger("thinktank.telemetry")
 RETRY_AFTER_S = 30.0  # after a failed export, batches are dropped unsent this long (exit waits for one timeout, not many)
 _SDK_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"  # logs every failed batch; we warn once instead
 _PROPAGATOR = TraceContextTextMapPropagator()
-
-
-def resolve_endpoint(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The OTLP/HTTP traces URL: `url` (from --otlp), else $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as is),
-    else $OTEL_EXPORTER_OTLP_ENDPOINT; a base URL gets `/v1/traces` appended, as the OTLP spec says. None: export off."""
-    env = os.environ if env is None else env
-    if not url and env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        url = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        full = True
-    else:
-        url = url or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
-        full = False
-    if url is None:
-        return None
-    url = url.strip()
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"OTLP endpoint {url!r} is not an http(s) URL (e.g. http://localhost:4318)")
-    if full or url.rstrip("/").endswith("/v1/traces"):
-        return url
-    return url.rstrip("/") + "/v1/traces"
 
 
 def open_exporter(url: str | None, *, service_name: str = "thinktank", timeout_s: float = 5.0) -> TraceExporter | None:
