@@ -160,3 +160,17 @@ def test_a_down_endpoint_warns_once_and_never_raises(caplog):
     ours = [r for r in caplog.records if r.name == "thinktank.telemetry"]
     assert len(ours) == 1 and "did not take" in ours[0].getMessage()
     assert not [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]  # no per-batch noise
+
+
+@pytest.mark.parametrize(
+    "command", [["eval", "--task", "gsm-symbolic"], ["serve"], ["search", "--task", "gsm-symbolic", "--models", "m"]]
+)
+def test_a_malformed_otlp_url_fails_the_command_before_any_work(command, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "thinktank.cli", *command, "--otlp", "localhost:4318"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path, env=dict(os.environ, COLUMNS="200"))  # fmt: skip
+    assert done.returncode != 0 and "is not an http(s) URL" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()  # nothing was started or written
