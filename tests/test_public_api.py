@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 PACKAGES = ["thinktank", "thinktank.backends", "thinktank.engine", "thinktank.eval", "thinktank.models",
-            "thinktank.search", "thinktank.serve", "thinktank.tasks", "thinktank.techniques", "thinktank.testing", "thinktank.verifiers"]  # fmt: skip
+            "thinktank.search", "thinktank.serve", "thinktank.tasks", "thinktank.techniques", "thinktank.telemetry", "thinktank.testing", "thinktank.verifiers"]  # fmt: skip
 
 
 def isort_key(name):

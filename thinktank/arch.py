@@ -122,6 +122,7 @@ class Architecture:
     async def _run_layer(self, layer: list[Node], task: TaskInput, ctx: Context, inputs: list[Candidate]) -> list[Candidate]:
         async def run_node(node: Node) -> list[Candidate]:
             node_ctx = ctx.child(node.name)
+            node_ctx.node.technique = type(node.technique).__name__
             try:
                 return await node.technique.apply(node_ctx, task, [_own_copy(c) for c in inputs])
             except BudgetExceeded:
@@ -132,6 +133,8 @@ class Architecture:
                 if node.on_error == "skip":
                     return list(inputs)
                 raise
+            finally:
+                node_ctx.node.close()
 
         return [c for batch in await gather_all(run_node(node) for node in layer) for c in batch]
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 
@@ -42,6 +42,7 @@ def eval_command(
     slots: SlotsOpt = 4,
     no_cache: NoCacheOpt = False,
     prices: PricesOpt = None,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Evaluate an architecture on a task; resumable, with live accuracy and a results DB."""
     from thinktank.arch import load_architecture
@@ -51,7 +52,9 @@ def eval_command(
     from thinktank.eval.store import RunStore
     from thinktank.runtime import open_engine
     from thinktank.tasks.registry import load_problems
+    from thinktank.telemetry import exporting, resolve_endpoint
 
+    resolve_endpoint(otlp)  # a malformed URL fails before any work
     problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
     names = served_names(model, backend)
     architecture = load_architecture(arch, names)
@@ -76,6 +79,10 @@ def eval_command(
     budget = Budget(max_tokens=max_tokens_per_query) if max_tokens_per_query else None
 
     async def go() -> None:
+        with exporting(otlp) as telemetry:
+            await run(telemetry)
+
+    async def run(telemetry: Any) -> None:
         async with open_engine(
             architecture.models or names,
             backend_url=backend,
@@ -99,7 +106,14 @@ def eval_command(
                     bar.update(job, advance=1, acc=f"{100 * progress.accuracy:.1f}%", tps=f"{progress.tokens_per_s:.0f}")
 
                 await run_eval(
-                    engine, architecture, problems, store, budget=budget, concurrency=concurrency or slots, on_problem=tick
+                    engine,
+                    architecture,
+                    problems,
+                    store,
+                    budget=budget,
+                    concurrency=concurrency or slots,
+                    on_problem=tick,
+                    telemetry=telemetry,
                 )
 
     try:

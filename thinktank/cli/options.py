@@ -25,3 +25,11 @@ PricesOpt = Annotated[
 
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")]
 SlotsOpt = Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")]
+OtlpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp",
+        help="Export each query's trace as OpenTelemetry spans to this OTLP/HTTP endpoint (e.g. http://localhost:4318)."
+        " Default: $OTEL_EXPORTER_OTLP_ENDPOINT, if set. Needs thinktank[otel].",
+    ),
+]

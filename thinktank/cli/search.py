@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 
 
 class _SearchBars:
@@ -67,6 +67,7 @@ def search(
         list[Path] | None, typer.Option("--compare-runs", help="Eval run dir to compare on the test split; repeat for several.")
     ] = None,
     no_cache: NoCacheOpt = False,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems."""
     from thinktank.exceptions import ConfigError
@@ -75,7 +76,9 @@ def search(
     from thinktank.search.report import front_table, summary_lines
     from thinktank.search.study import MIN_TEST, QueryBudget, SearchSettings, run_search, split_problems
     from thinktank.tasks.registry import load_problems
+    from thinktank.telemetry import exporting, resolve_endpoint
 
+    resolve_endpoint(otlp)  # a malformed URL fails before any work
     refs = [m.strip() for m in models.split(",") if m.strip()]
     if not refs:
         raise ConfigError("--models needs at least one model")
@@ -108,6 +111,10 @@ def search(
     price_table = load_prices(prices)
 
     async def go() -> Any:
+        with exporting(otlp) as telemetry:
+            return await run(telemetry)
+
+    async def run(telemetry: Any) -> Any:
         async with open_engine(refs, backend_url=backend, api_key=os.environ.get(api_key_env), slots=slots,
                                use_cache=not no_cache, prices=price_table) as engine:  # fmt: skip
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -115,7 +122,8 @@ def search(
             with Progress(*columns, console=err_console) as bars:
                 return await run_search(engine, task=task, dev=dev_problems, test=test_problems, models=names, run_dir=run_dir,
                                         spec=spec, settings=settings, prices=price_table, confirm_on_test=not no_confirm,
-                                        compare=compare_runs or [], progress=_SearchBars(bars))  # fmt: skip
+                                        compare=compare_runs or [], progress=_SearchBars(bars),
+                                        telemetry=telemetry)  # fmt: skip
 
     outcome = run_async(go())
     console.print(front_table(outcome))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from thinktank.cli.common import console, err_console, load_prices, prepare_local, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS
 
 
@@ -45,6 +45,7 @@ def serve(
             " retrieval QA (kind qa) for the rag-* presets, the passage ids used in the `thinktank` field.",
         ),
     ] = None,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Serve architectures behind an OpenAI-compatible API: the request's `model` names the architecture."""
     import functools
@@ -54,9 +55,11 @@ def serve(
     from thinktank.arch import load_architecture, servable_presets
     from thinktank.runtime import open_engine
     from thinktank.serve import ServeSettings, create_app
+    from thinktank.telemetry import exporting, resolve_endpoint
 
     if corpus is not None and not corpus.exists():
         raise typer.BadParameter(f"{corpus} does not exist", param_hint="--corpus")
+    resolve_endpoint(otlp)  # a malformed URL fails before any work
     names = served_names(model, backend)
     if arch:
         architectures = [load_architecture(a, names) for a in arch]
@@ -92,7 +95,8 @@ def serve(
         use_cache=not no_cache,
         prices=load_prices(prices),
     )
-    application = create_app(engine, architectures, settings)
-    auth = "API key required" if api_key else "no auth"
-    console.print(f"serving {', '.join(a.name for a in architectures)} at http://{host}:{port}/v1 ({auth})")
-    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 5)
+    with exporting(otlp, service_name="thinktank-serve") as telemetry:
+        application = create_app(engine, architectures, settings, telemetry)
+        auth = "API key required" if api_key else "no auth"
+        console.print(f"serving {', '.join(a.name for a in architectures)} at http://{host}:{port}/v1 ({auth})")
+        uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(timeout) + 5)

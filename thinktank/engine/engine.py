@@ -152,7 +152,7 @@ class Engine:
             yield hit.text
             return
         started = ctx.node.now()
-        record = CallRecord(request.model, backend.name, [0], Usage(), "ok", started, 0.0)
+        record = _call_record(request, backend.name, [0], started)
         ctx.node.calls.append(record)
         events = backend.stream(request)
         final: StreamEvent | None = None
@@ -180,7 +180,7 @@ class Engine:
             record.status, record.error = "error", "the stream ended without a final response"
             raise BackendError(f"{backend.name}: {record.error}")
         (completion,) = self._account(final.response, request.model, [0])
-        record.usage, record.latency_s = completion.usage, final.response.latency_s
+        record.usage, record.latency_s, record.ended_s = completion.usage, final.response.latency_s, ctx.node.now()
         record.finish_reasons = [completion.finish_reason]
         if final.usage_estimated:
             ctx.node.notes["usage_estimated"] = "the server reported no usage for a stream; completion tokens counted from it"
@@ -244,7 +244,7 @@ class Engine:
         if request.seed is not None and (len(indices) == 1 or backend.capabilities.seeded_native_n):
             call_request = call_request.with_(seed=request.seed + indices[0])
         started = ctx.node.now()
-        record = CallRecord(request.model, backend.name, indices, Usage(), "ok", started, 0.0)
+        record = _call_record(request, backend.name, indices, started)
         wall: float | None = None
         ctx.node.calls.append(record)
         try:
@@ -258,7 +258,7 @@ class Engine:
         except BaseException as exc:
             _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
             raise
-        record.latency_s = response.latency_s
+        record.latency_s, record.ended_s = response.latency_s, ctx.node.now()
         if len(response.choices) < len(indices):
             record.status = "error"
             record.error = f"asked for {len(indices)} choices, got {len(response.choices)}"
@@ -324,7 +324,8 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
 
 def _record_failure(record: CallRecord, ctx: Context, exc: BaseException, *, wall_expired: bool) -> None:
     """Mark a call that did not finish in the trace; the query's wall-time budget running out becomes BudgetExceeded."""
-    record.latency_s = ctx.node.now() - record.started_s
+    record.ended_s = ctx.node.now()
+    record.latency_s = record.ended_s - record.started_s
     if isinstance(exc, asyncio.CancelledError | GeneratorExit | TimeoutError):
         record.status, record.usage = "cancelled", Usage(cancelled_calls=1)
         if isinstance(exc, TimeoutError) and wall_expired:
@@ -332,6 +333,13 @@ def _record_failure(record: CallRecord, ctx: Context, exc: BaseException, *, wal
             raise BudgetExceeded(record.error, ctx.budget.spent + Usage()) from exc
     else:
         record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
+
+
+def _call_record(request: GenerationRequest, backend: str, indices: list[int], started: float) -> CallRecord:
+    """A call's trace record before it runs, with the request parameters exported spans carry."""
+    record = CallRecord(request.model, backend, indices, Usage(), "ok", started, 0.0)
+    record.temperature, record.max_tokens = request.temperature, request.max_tokens
+    return record
 
 
 def _to_cached(completion: Completion) -> CachedSample:

@@ -23,6 +23,10 @@ class CallRecord:
     latency_s: float
     finish_reasons: list[str] = field(default_factory=list)
     error: str | None = None
+    ended_s: float | None = None  # when the call returned (after its slot wait and the HTTP call); None: not yet
+    operation: str = "chat"  # "chat" | "embeddings": the GenAI operation, for exported spans
+    temperature: float | None = None
+    max_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,18 +46,25 @@ class CallRecord:
 class TraceNode:
     name: str
     origin: float = field(default_factory=time.monotonic)  # the query's start, shared by the tree
+    started_s: float = 0.0  # since `origin`: when this node began
+    ended_s: float | None = None  # since `origin`: when it finished (set by `close`); None: still running
+    technique: str | None = None  # the technique class an architecture node runs (None: the query, a sub-step)
     calls: list[CallRecord] = field(default_factory=list)
     children: list[TraceNode] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # verdicts, scores, errors of the node
     error: str | None = None
 
     def child(self, name: str) -> TraceNode:
-        node = TraceNode(name, origin=self.origin)
+        node = TraceNode(name, origin=self.origin, started_s=self.now())
         self.children.append(node)
         return node
 
     def now(self) -> float:
         return time.monotonic() - self.origin
+
+    def close(self) -> None:
+        """Mark the node finished now (its span's end when exported)."""
+        self.ended_s = self.now()
 
     @property
     def usage(self) -> Usage:

@@ -21,6 +21,7 @@ from thinktank.eval.grading import Grader
 from thinktank.eval.metrics import pass_at_k, percentile, wilson_interval
 from thinktank.eval.store import ProblemRecord, RunStore
 from thinktank.tasks.base import Problem
+from thinktank.telemetry import TraceSink
 from thinktank.verifiers.base import Verdict
 
 
@@ -48,12 +49,14 @@ async def grade_candidates(grader: Grader, problem: Problem, answers: list[str |
 
 
 async def solve_and_grade(
-    engine: Engine, arch: Architecture, grader: Grader, problem: Problem, position: int, budget: Budget | None
-) -> ProblemRecord:
+    engine: Engine, arch: Architecture, grader: Grader, problem: Problem, position: int, budget: Budget | None,
+    telemetry: TraceSink | None = None,
+) -> ProblemRecord:  # fmt: skip
     ctx = engine.context(budget, name=problem.id)
     started = time.monotonic()
     result = await arch.run(problem.input, ctx)
     latency = time.monotonic() - started
+    ctx.node.close()
     cand_verdicts = await grade_candidates(grader, problem, [c.answer for c in result.candidates])
     if result.answer is None:
         verdict = Verdict(False, result.error or "no answer")
@@ -65,6 +68,9 @@ async def solve_and_grade(
         data["hidden_verdict"] = v.to_dict()
         candidates.append(data)
     usage = result.usage
+    if telemetry is not None:
+        telemetry.export(ctx.node, attributes={"thinktank.architecture": arch.name, "thinktank.problem.id": problem.id,
+                                               "thinktank.passed": verdict.passed})  # fmt: skip
     return ProblemRecord(
         problem.id,
         position,
@@ -96,8 +102,10 @@ async def run_eval(
     budget: Budget | None = None,
     concurrency: int = 4,
     on_problem: Callable[[ProblemRecord, Progress], None] | None = None,
+    telemetry: TraceSink | None = None,
 ) -> Progress:
-    """Solve what the store does not have yet; each finished problem is committed at once."""
+    """Solve what the store does not have yet; each finished problem is committed at once (and its trace sent
+    to `telemetry`)."""
     grader = grader or Grader(engine.resources)
     store.set_meta("planned", len(problems))  # the total a live view (`thinktank ui`) measures progress against
     done = store.done_ids()
@@ -108,7 +116,7 @@ async def run_eval(
 
     async def one(position: int, problem: Problem) -> None:
         async with limit:
-            record = await solve_and_grade(engine, arch, grader, problem, position, budget)
+            record = await solve_and_grade(engine, arch, grader, problem, position, budget, telemetry)
         store.add(record)
         progress.done += 1
         progress.passed += record.passed

@@ -32,6 +32,7 @@ from thinktank.search.replay import evaluate
 from thinktank.search.report import write_report
 from thinktank.search.space import NOT_REPLAYABLE, Config, PoolLimits, baseline_params, suggest
 from thinktank.tasks.base import Problem, seeded_shuffle
+from thinktank.telemetry import TraceSink
 from thinktank.usage import PriceTable
 
 try:
@@ -257,7 +258,7 @@ def _nominal_tokens(store: RunStore, ids: set[str]) -> tuple[int, float, float, 
 
 async def confirm(
     engine: Engine, chosen: Config, yaml_path: Path, test: list[Problem], run_dir: Path, *, task: str, models: list[str],
-    seed: int, slots: int, progress: PoolProgress | None = None,
+    seed: int, slots: int, progress: PoolProgress | None = None, telemetry: TraceSink | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the chosen architecture for real on the test split (a fresh eval run; it may reuse the response cache)."""
     arch = load_architecture(str(yaml_path), models)
@@ -268,7 +269,13 @@ async def confirm(
         progress.start(f"confirming {arch.name} on {len(test)} test problems", len(test) - len(store.done_ids()))
     try:
         await run_eval(
-            engine, arch, test, store, concurrency=slots, on_problem=(lambda *_: progress.advance()) if progress else None
+            engine,
+            arch,
+            test,
+            store,
+            concurrency=slots,
+            on_problem=(lambda *_: progress.advance()) if progress else None,
+            telemetry=telemetry,
         )
         summary = summarize(store)
         n, accuracy, tokens, hits = _nominal_tokens(store, {p.id for p in test})
@@ -309,14 +316,18 @@ async def run_search(
     confirm_on_test: bool = True,
     compare: Sequence[Path] = (),
     progress: PoolProgress | None = None,
+    telemetry: TraceSink | None = None,
 ) -> SearchOutcome:
-    """The whole search; writes run_dir/{pool.sqlite, study.db, pareto.json, chosen.yaml, report.html}."""
+    """The whole search; writes run_dir/{pool.sqlite, study.db, pareto.json, chosen.yaml, report.html}.
+
+    With `telemetry`, the trace of every query that runs is exported: each pool fill and each confirmation problem
+    (replayed trials make no call, so they have none)."""
     for model in models:
         engine.backend_for(model)  # UnknownModelError before any work
     if settings.budget is not None and settings.budget.kind == "usd" and not (prices and prices.prices):
         raise ConfigError("a $ budget per query needs a price table (--prices)")
     started = time.monotonic()
-    pool = SamplePool(run_dir / "pool.sqlite", dev, spec, engine=engine, concurrency=2 * settings.slots)
+    pool = SamplePool(run_dir / "pool.sqlite", dev, spec, engine=engine, concurrency=2 * settings.slots, telemetry=telemetry)
     try:
         await pool.build(progress=progress)
         pool.stage = "search"
@@ -331,7 +342,8 @@ async def run_search(
     outcome = SearchOutcome(run_dir, results, pareto_front(results), chosen, costs, adaptive=adaptive_vs_fixed(results))
     if confirm_on_test and test:
         outcome.confirmation = await confirm(engine, chosen.config, yaml_path, test, run_dir, task=task, models=models,
-                                             seed=settings.seed, slots=settings.slots, progress=progress)  # fmt: skip
+                                             seed=settings.seed, slots=settings.slots, progress=progress,
+                                             telemetry=telemetry)  # fmt: skip
     outcome.comparisons = compare_runs(compare, {p.id for p in test})
     outcome.report = {"task": task, "models": models, "dev": [p.id for p in dev], "test": [p.id for p in test],
                       "settings": settings.model_dump(mode="json"), "pool_spec": spec.model_dump(mode="json"),

@@ -29,6 +29,7 @@ from thinktank.serve.limits import BodySizeLimit
 from thinktank.serve.metrics import Metrics
 from thinktank.serve.routes import router
 from thinktank.serve.service import ChatService, ServeSettings
+from thinktank.telemetry import TraceSink
 from thinktank.version import __version__
 
 EngineSource = Engine | Callable[[], AbstractAsyncContextManager[Engine]]
@@ -40,8 +41,10 @@ def create_app(
     engine: EngineSource,
     architectures: Iterable[Architecture] | Mapping[str, Architecture],
     settings: ServeSettings | None = None,
+    telemetry: TraceSink | None = None,
 ) -> FastAPI:
-    """An app serving `architectures` (by name) over `engine`, or over the engine a factory opens in the lifespan."""
+    """An app serving `architectures` (by name) over `engine`, or over the engine a factory opens in the lifespan;
+    each request's trace goes to `telemetry` if given."""
     settings = settings or ServeSettings()
     archs = dict(architectures) if isinstance(architectures, Mapping) else {}
     if not isinstance(architectures, Mapping):
@@ -57,7 +60,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             opened = engine if isinstance(engine, Engine) else await stack.enter_async_context(engine())
-            app.state.service = ChatService(opened, archs, settings, metrics)
+            app.state.service = ChatService(opened, archs, settings, metrics, telemetry)
             yield  # uvicorn finishes in-flight requests before we get here on shutdown
 
     app = FastAPI(title="thinktank", version=__version__, lifespan=lifespan, redoc_url=None)

@@ -23,6 +23,7 @@ from thinktank.serve.responses import check_answer, completion
 from thinktank.serve.streaming import ChunkFormat, run_streaming, sse_body
 from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from thinktank.tasks.base import TaskInput
+from thinktank.telemetry import TraceSink
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ class OpenStream:
 
 class ChatService:
     def __init__(
-        self, engine: Engine, architectures: Mapping[str, Architecture], settings: ServeSettings, metrics: Metrics
-    ) -> None:
+        self, engine: Engine, architectures: Mapping[str, Architecture], settings: ServeSettings, metrics: Metrics,
+        telemetry: TraceSink | None = None,
+    ) -> None:  # fmt: skip
         self.engine, self.architectures, self.settings, self.metrics = engine, dict(architectures), settings, metrics
+        self.telemetry = telemetry
         self.limiter = KeyLimiter(settings.max_concurrency_per_key, settings.queue_per_key)
         self.started = int(time.time())
 
@@ -87,6 +90,15 @@ class ChatService:
         ctx = self.engine.context(budget, name=request_id, use_cache=self.settings.use_cache, overrides=overrides)
         return Query(request_id, arch, task, ctx)
 
+    def finished(self, q: Query, headers: Mapping[str, str]) -> None:
+        """Account a run that ended (answered, failed or cut): metrics, and its trace (a child of the caller's
+        `traceparent`) to the OTLP endpoint."""
+        q.ctx.node.close()
+        self.metrics.observe_run(q.arch.name, q.ctx.node)
+        if self.telemetry is not None:
+            attributes = {"thinktank.architecture": q.arch.name, "thinktank.request.id": q.request_id}
+            self.telemetry.export(q.ctx.node, attributes=attributes, headers=headers)
+
     async def complete(self, body: ChatCompletionRequest, headers: Mapping[str, str], key: str) -> ChatCompletion:
         q = self.prepare(body, headers)
         async with self.limiter.slot(key):
@@ -97,7 +109,7 @@ class ChatService:
             except Exception as exc:  # answered here: an error escaping the app would also drop the connection
                 raise as_serve_error(exc) from exc
             finally:
-                self.metrics.observe_run(q.arch.name, q.ctx.node)
+                self.finished(q, headers)
         latency = time.monotonic() - started
         return completion(q.request_id, int(time.time()), q.arch.name, check_answer(result), body.n, latency)
 
@@ -118,7 +130,7 @@ class ChatService:
                                             started=started):  # fmt: skip
                     yield piece
             finally:
-                self.metrics.observe_run(q.arch.name, q.ctx.node)
+                self.finished(q, headers)
                 await slot.aclose()
 
         return OpenStream(chunks(), slot)

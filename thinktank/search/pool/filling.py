@@ -14,7 +14,7 @@ from thinktank.engine.engine import Engine
 from thinktank.eval.grading import Grader
 from thinktank.exceptions import ConfigError, PoolError
 from thinktank.kinds import kind_of
-from thinktank.search.pool.metering import meter
+from thinktank.search.pool.metering import Meter, meter
 from thinktank.search.pool.store import PoolStore
 from thinktank.search.pool.types import (
     Answer,
@@ -36,6 +36,7 @@ from thinktank.techniques.generate import Generate
 from thinktank.techniques.rank import Rank
 from thinktank.techniques.repair import Repair
 from thinktank.techniques.verify_exec import public_check
+from thinktank.telemetry import TraceSink
 
 __all__ = ["JUDGE_MAX_CHARS", "SamplePool"]
 
@@ -44,13 +45,15 @@ JUDGE_MAX_CHARS = 3000  # Rank's default `max_chars`: what a pointwise judge is 
 
 class SamplePool(PoolStore):
     def __init__(
-        self, path: str | Path, problems: Sequence[Problem], spec: PoolSpec, *, engine: Engine | None = None, concurrency: int = 8
-    ) -> None:
+        self, path: str | Path, problems: Sequence[Problem], spec: PoolSpec, *, engine: Engine | None = None,
+        concurrency: int = 8, telemetry: TraceSink | None = None,
+    ) -> None:  # fmt: skip
         for kind in {p.kind: kind_of(p.input) for p in problems}.values():
             if kind.replay_obstacle:
                 raise ConfigError(kind.replay_obstacle)
         super().__init__(path, problems, spec, engine=engine)
         self._limit = asyncio.Semaphore(concurrency)  # problems in flight: rows commit as they finish
+        self.telemetry = telemetry  # each fill's calls, as one trace
 
     # --- generating ---------------------------------------------------------------------------------
 
@@ -58,6 +61,14 @@ class SamplePool(PoolStore):
         if self.engine is None:
             raise PoolError(f"the pool {self.path} lacks data a configuration needs and has no engine to generate it")
         return self.engine
+
+    def _sent(self, ctx: Meter, fill: str, problem_id: str, model: str) -> None:
+        """Export one fill's trace (its calls are the search's cost) if traces are exported."""
+        ctx.node.close()
+        if self.telemetry is not None:
+            attributes = {"thinktank.pool.fill": fill, "thinktank.problem.id": problem_id, "thinktank.search.stage": self.stage,
+                          "gen_ai.request.model": model}  # fmt: skip
+            self.telemetry.export(ctx.node, attributes=attributes)
 
     def _problem(self, pid: str) -> Problem:
         if pid not in self.problems:
@@ -111,6 +122,7 @@ class SamplePool(PoolStore):
         first = 0 if engine.cache is not None and ctx.use_cache else have
         gen = Generate([model], n=upto - first, temperature=temperature, max_tokens=self.spec.max_tokens, seed=first)
         await gen.apply(ctx, problem.input, [])
+        self._sent(ctx, "samples", problem.id, model)
         fresh = sorted((e for e in ctx.log if e.index >= have), key=lambda e: e.index)
         if not fresh:
             return
@@ -141,6 +153,7 @@ class SamplePool(PoolStore):
         gen = GenTests([model], n_tests=self.spec.test_replies, temperature=self.spec.tests_temperature,
                        max_tokens=self.spec.max_tokens)  # fmt: skip
         await gen.write_tests(ctx, task)
+        self._sent(ctx, "tests", problem.id, model)
         log = sorted(ctx.log, key=lambda e: e.index)
         rows = [(model, problem.id, e.index, e.text, *call_values(e.call, "pool", self.stage)) for e in log]
         self._write([("INSERT OR REPLACE INTO tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)])
@@ -176,6 +189,7 @@ class SamplePool(PoolStore):
             ctx = meter(self._engine(), "rank")
             rank = Rank(model, mode="pointwise", max_tokens=self.spec.judge_max_tokens)
             (judged,) = await rank.apply(ctx, problem.input, [Candidate(a.text, a.answer, a.call.model, "generate")])
+            self._sent(ctx, "judge", problem_id, model)
             return judged.scores.get(rank.name), ctx.log[0].call
 
         results = await gather_all(one(a) for a in todo.values())
@@ -197,6 +211,7 @@ class SamplePool(PoolStore):
         verdict = await public_check(ctx, task, start.answer)
         repair = Repair(model, rounds=self.spec.repair_rounds, max_tokens=self.spec.repair_max_tokens)
         await repair.repair_one(ctx, task, Candidate(start.text, start.answer, start.call.model, "generate"), verdict)
+        self._sent(ctx, "repair", problem_id, model)
         rounds = sorted((e for e in ctx.log if e.node.startswith("round")), key=lambda e: int(e.node.removeprefix("round")))
         attempts = await self._answers(problem, [(e.text, e.call) for e in rounds])
         rows = [
