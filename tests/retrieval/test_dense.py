@@ -43,6 +43,7 @@ async def test_embed_is_accounted_in_the_trace_like_a_generation():
     assert len(response.vectors) == 2 and len(response.vectors[0]) == len(VOCAB) + 1
     [record] = ctx.node.calls
     assert record.status == "ok" and record.model == "emb" and record.backend == "scripted"
+    assert record.operation == "embeddings" and record.ended_s is not None  # exported as a GenAI "embeddings" span
     assert record.usage.prompt_tokens == 4 and record.usage.calls == 1 and record.usage.completion_tokens == 0
     assert record.latency_s == response.latency_s == record.usage.latency_s
     assert ctx.usage.prompt_tokens == 4 and ctx.budget.spent.prompt_tokens == 4

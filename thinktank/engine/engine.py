@@ -196,7 +196,7 @@ class Engine:
         if not backend.capabilities.supports_embeddings:
             raise BackendError(f"backend {backend.name} (model {request.model!r}) does not serve embeddings", backend.name)
         ctx.budget.check()
-        record = CallRecord(request.model, backend.name, [], Usage(), "ok", ctx.node.now(), 0.0)
+        record = CallRecord(request.model, backend.name, [], Usage(), "ok", ctx.node.now(), 0.0, operation="embeddings")
         ctx.node.calls.append(record)
         wall: float | None = None
         try:
@@ -209,7 +209,7 @@ class Engine:
         except BaseException as exc:
             _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
             raise
-        record.latency_s = response.latency_s
+        record.latency_s, record.ended_s = response.latency_s, ctx.node.now()
         record.usage = Usage(
             prompt_tokens=response.prompt_tokens,
             calls=1,
