@@ -115,7 +115,7 @@ class StreamedMessage:
         self.reasoning: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.pending = ""  # content not yet known to be reply or reasoning
-        self.state = "start"  # start -> (thinking ->) reply
+        self.state = "start"  # start -> (thinking -> after_think ->) reply
         self.chunks = 0
 
     def feed(self, delta: dict[str, Any]) -> str:
@@ -146,9 +146,12 @@ class StreamedMessage:
             if not closed:
                 return ""
             self.reasoning.append(inner.strip())
-            self.state, self.pending = "reply", rest.lstrip()
+            self.state, self.pending = "after_think", rest
+        if self.state == "after_think":  # the blank lines after </think> are not part of the reply
+            self.pending = self.pending.lstrip()
             if not self.pending:
                 return ""
+            self.state = "reply"
         out, self.pending = self.pending, ""
         self.content.append(out)
         return out
