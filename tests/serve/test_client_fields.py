@@ -78,9 +78,11 @@ def test_tool_round_trip_on_a_single_generate():
         assert tool_call.type == "function" and tool_call.function.name == "get_weather"
         assert json.loads(tool_call.function.arguments) == {"city": "Paris"}
         sent = fake.chat_requests[-1].body
-        assert sent["tools"] == [WEATHER] and sent["tool_choice"] == "auto" and sent["messages"] == [
-            {"role": "user", "content": USER[0]["content"]}
-        ]
+        assert (
+            sent["tools"] == [WEATHER]
+            and sent["tool_choice"] == "auto"
+            and sent["messages"] == [{"role": "user", "content": USER[0]["content"]}]
+        )
 
         turns = [
             *USER,
@@ -106,7 +108,12 @@ def test_tool_calls_streamed_in_the_openai_shape():
 
 
 def test_sampled_tool_calls_vote_by_name_and_canonical_arguments():
-    spellings = ['{"city": "Paris", "unit": "C"}', '{"unit":"C","city":"Paris"}', '{"city": "paris"}', ' {"unit": "C", "city": "Paris"} ']
+    spellings = [
+        '{"city": "Paris", "unit": "C"}',
+        '{"unit":"C","city":"Paris"}',
+        '{"city": "paris"}',
+        ' {"unit": "C", "city": "Paris"} ',
+    ]
 
     def sampled(body: dict[str, Any], i: int) -> dict[str, Any]:
         return {"content": None, "tool_calls": [call("get_weather", spellings[i % 4], id=f"call_{i}")]}
@@ -165,7 +172,10 @@ def test_response_format_passes_through_and_votes_on_parsed_json():
     response_format = {"type": "json_schema", "json_schema": {"name": "thing", "schema": schema}}
     with serving(lambda body, i: {"content": replies[i % 4]}) as (live, fake):
         response = live.client().chat.completions.create(
-            model="vote-4", messages=USER, response_format=response_format, n=4  # type: ignore[arg-type]
+            model="vote-4",
+            messages=USER,
+            response_format=response_format,
+            n=4,  # type: ignore[arg-type]
         )
     assert fake.chat_requests[0].body["response_format"] == response_format
     assert [json.loads(c.message.content or "") for c in response.choices] == [{"a": 1, "b": [1, 2]}, {"a": 2}]

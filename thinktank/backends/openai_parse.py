@@ -80,7 +80,9 @@ def _parse(data: dict[str, Any], request: GenerationRequest, latency: float, url
     messages = [c.get("message") or {} for c in raw_choices]
     # the split of tokens over choices goes by everything each generated: reasoning and tool calls too
     texts = [
-        (m.get("content") or "") + (m.get("reasoning_content") or "") + (json.dumps(m["tool_calls"]) if m.get("tool_calls") else "")
+        (m.get("content") or "")
+        + (m.get("reasoning_content") or "")
+        + (json.dumps(m["tool_calls"]) if m.get("tool_calls") else "")
         for m in messages
     ]
     if request.n > 1 and per_choice_usage:
@@ -93,9 +95,7 @@ def _parse(data: dict[str, Any], request: GenerationRequest, latency: float, url
         shares[0] += completion_total - sum(shares)
     prompt_tokens, cached_tokens = _prompt_tokens(usage)
     return BackendResponse(
-        choices=[
-            _choice(m, c.get("finish_reason"), share) for m, c, share in zip(messages, raw_choices, shares, strict=True)
-        ],
+        choices=[_choice(m, c.get("finish_reason"), share) for m, c, share in zip(messages, raw_choices, shares, strict=True)],
         prompt_tokens=prompt_tokens,
         cached_prompt_tokens=cached_tokens,
         latency_s=latency,

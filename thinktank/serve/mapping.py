@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from thinktank.arch import Architecture
 from thinktank.engine.budget import Budget
 from thinktank.engine.engine import Overrides
-from thinktank.arch import Architecture
 from thinktank.serve.errors import ServeError
 from thinktank.serve.passthrough import ClientFields, describe, tail_generate
 from thinktank.serve.wire import ACCEPTED, HONOURED, REFUSED, ChatCompletionRequest, ChatMessage, NamedToolChoice

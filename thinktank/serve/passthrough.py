@@ -138,9 +138,7 @@ class ClientGenerate(Technique):
             out = []
             for c in await ctx.generate(request):
                 answer, malformed = read_answer(task, c, f)
-                self.replies.by_key.setdefault(
-                    (c.text, answer), Reply(c.tool_calls, c.reasoning, malformed, c.finish_reason)
-                )
+                self.replies.by_key.setdefault((c.text, answer), Reply(c.tool_calls, c.reasoning, malformed, c.finish_reason))
                 out.append(Candidate(c.text, answer, model, self.name, c.usage, cached=c.cached))
             return out
 
@@ -159,9 +157,7 @@ def honouring(arch: Architecture, fields: ClientFields, replies: Replies) -> Arc
     return Architecture(arch.name, layers, arch.spec)
 
 
-def for_request(
-    arch: Architecture, fields: ClientFields | None, *, streaming: bool
-) -> tuple[Architecture, Replies | None, bool]:
+def for_request(arch: Architecture, fields: ClientFields | None, *, streaming: bool) -> tuple[Architecture, Replies | None, bool]:
     """(the architecture to run, where its candidates' tool calls and reasoning are kept, whether the client's own
     messages go to the model). Without client fields a non-streamed run still keeps its replies' reasoning; a
     streamed one keeps its tail streaming delta by delta (its reasoning is then counted in usage, not returned)."""

@@ -61,7 +61,9 @@ def message(candidate: Candidate | None, replies: Replies | None) -> Message:
     if reply is None:
         return Message(content=text)
     calls = [
-        ToolCallOut(id=call.id or f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=call.name, arguments=call.arguments))
+        ToolCallOut(
+            id=call.id or f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=call.name, arguments=call.arguments)
+        )
         for call in reply.tool_calls
     ]
     return Message(content=text or (None if calls else ""), tool_calls=calls or None, reasoning_content=reply.reasoning)

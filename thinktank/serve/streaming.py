@@ -178,17 +178,16 @@ class ChunkFormat:
     def answer(self, index: int, candidate: Candidate, *, first: bool, with_text: bool) -> list[str]:
         """A chosen answer at once: its reasoning, its text, its tool calls (whole, each with its index)."""
         whole = message(candidate, self.replies)
-        role = "assistant" if first else None
         deltas = []
         if whole.reasoning_content:
-            deltas.append(Delta(role=role, reasoning_content=whole.reasoning_content))
+            deltas.append(Delta(reasoning_content=whole.reasoning_content))
         if with_text and (whole.content or not whole.tool_calls):
             deltas.append(Delta(content=whole.content or ""))
         if whole.tool_calls:
             calls = [ToolCallDelta(index=i, **call.model_dump()) for i, call in enumerate(whole.tool_calls)]
             deltas.append(Delta(tool_calls=calls))
-        if deltas and not deltas[0].role:
-            deltas[0].role = role
+        if deltas and first:
+            deltas[0].role = "assistant"
         return [self.chunk([ChunkChoice(index=index, delta=d)]) for d in deltas]
 
 
