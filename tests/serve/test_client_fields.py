@@ -236,3 +236,30 @@ def test_json_schema_format_without_a_schema_is_a_400():
             "/v1/chat/completions", json={"model": "single", "messages": USER, "response_format": {"type": "json_schema"}}
         )
     assert response.status_code == 400 and "json_schema" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+    ],
+)
+def test_a_tool_call_written_as_the_reply_text_is_read_as_one(content: str):
+    with serving(lambda body, i: {"content": content}) as (live, _fake):
+        client = live.client()
+        response = client.chat.completions.create(model="single", messages=USER, tools=[WEATHER])
+        plain = client.chat.completions.create(model="single", messages=USER, tools=[WEATHER], tool_choice="none")
+        no_tools = client.chat.completions.create(model="single", messages=USER)
+    (tool_call,) = response.choices[0].message.tool_calls or []
+    assert tool_call.function.name == "get_weather" and json.loads(tool_call.function.arguments) == {"city": "Paris"}
+    assert response.choices[0].finish_reason == "tool_calls" and response.choices[0].message.content is None
+    assert plain.choices[0].message.content == content and not plain.choices[0].message.tool_calls
+    assert no_tools.choices[0].message.content == content
+
+
+def test_text_naming_an_unknown_tool_stays_text():
+    content = '{"name": "launch_rockets", "arguments": {}}'
+    with serving(lambda body, i: {"content": content}) as (live, _fake):
+        response = live.client().chat.completions.create(model="single", messages=USER, tools=[WEATHER])
+    assert response.choices[0].message.content == content and not response.choices[0].message.tool_calls

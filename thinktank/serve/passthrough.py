@@ -9,7 +9,10 @@ reasoning for the response.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +93,29 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_WRAPPING = re.compile(r"^\s*(?:<tool_call>|```(?:json)?)\s*|\s*(?:</tool_call>|```)\s*$")
+
+
+def calls_in_text(text: str, fields: ClientFields) -> tuple[ToolCall, ...]:
+    """Tool calls a model wrote as its reply's whole text (`{"name": ..., "arguments": {...}}`, in Qwen/Hermes
+    `<tool_call>` tags or a JSON fence) when the server did not parse them (small models often drop the tags, and
+    a server then returns them as content); only calls of the request's tools, and never with tool_choice "none"."""
+    names = {t["function"]["name"] for t in fields.tools or ()}
+    if not names or fields.tool_choice == "none" or not text.strip():
+        return ()
+    try:
+        found = json.loads(_WRAPPING.sub("", text))
+    except ValueError:
+        return ()
+    calls = []
+    for item in found if isinstance(found, list) else [found]:
+        arguments = item.get("arguments", item.get("parameters")) if isinstance(item, dict) else None
+        if not isinstance(item, dict) or item.get("name") not in names or not isinstance(arguments, dict):
+            return ()
+        calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"], json.dumps(arguments)))
+    return tuple(calls)
+
+
 def read_answer(task: TaskInput, completion: Completion, fields: ClientFields) -> tuple[str | None, str | None]:
     """(the answer that votes, why there is none when the reply is malformed)."""
     if completion.tool_calls:
@@ -137,6 +163,8 @@ class ClientGenerate(Technique):
                 request = request.with_(extra_body={**request.extra_body, "parallel_tool_calls": f.parallel_tool_calls})
             out = []
             for c in await ctx.generate(request):
+                if not c.tool_calls and (calls := calls_in_text(c.text, f)):
+                    c = dataclasses.replace(c, text="", tool_calls=calls, finish_reason="tool_calls")
                 answer, malformed = read_answer(task, c, f)
                 self.replies.by_key.setdefault((c.text, answer), Reply(c.tool_calls, c.reasoning, malformed, c.finish_reason))
                 out.append(Candidate(c.text, answer, model, self.name, c.usage, cached=c.cached))
