@@ -7,7 +7,8 @@ from typing import Any
 
 from thinktank.usage import Usage
 
-Message = dict[str, str]
+#: a chat message as the OpenAI API has it: `role` and `content`, and for tool use `tool_calls` / `tool_call_id`
+Message = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)  # forwarded to the server as is
+    # OpenAI tool use and structured output, forwarded as the client sent them (None: not asked for)
+    tools: tuple[dict[str, Any], ...] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -40,13 +45,28 @@ class GenerationRequest:
         return cls(messages=[{"role": "user", "content": prompt}], model=model, **kwargs)
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call a model asked for; `arguments` is the JSON text as the model wrote it (may be malformed)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
 @dataclass
 class Choice:
-    """One generated text as a backend returned it."""
+    """One generated text as a backend returned it.
+
+    `text` excludes the model's reasoning (`<think>…</think>` or the server's `reasoning_content`), which is in
+    `reasoning`; its tokens are still in `completion_tokens`.
+    """
 
     text: str
     finish_reason: str
     completion_tokens: int
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None
 
 
 @dataclass
@@ -74,6 +94,8 @@ class Completion:
     finish_reason: str
     usage: Usage
     cached: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None  # kept out of `text`, so out of voting, judging and fusion
 
 
 @dataclass(frozen=True)

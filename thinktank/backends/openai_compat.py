@@ -133,6 +133,8 @@ class OpenAICompatBackend(Backend):
             async for chunk in chunks:
                 for text in gathered.feed(chunk):
                     yield StreamEvent(delta=text)
+            if tail := gathered.tail():
+                yield StreamEvent(delta=tail)
             if not chunks.done and gathered.finish is None:
                 raise BackendUnreachable(f"backend {self._chat_url} ended the stream before its last chunk", self._chat_url)
         response_ = gathered.response(request.model, time.perf_counter() - started)

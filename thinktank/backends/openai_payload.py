@@ -1,7 +1,8 @@
 """The JSON body of an OpenAI chat-completions call, built from a `GenerationRequest`.
 
 `extra_body` goes in last, so a caller can pass server-specific fields (llama.cpp's `top_k`,
-`cache_prompt`, ...) and override any default here.
+`cache_prompt`, ...) and override any default here. `tools`, `tool_choice` and `response_format` go out in
+the OpenAI shape; llama-server honours them natively (tools need its `--jinja` chat templates, on by default).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def chat_payload(request: GenerationRequest) -> dict[str, Any]:
         payload["stop"] = list(request.stop)
     if request.seed is not None:
         payload["seed"] = request.seed
+    if request.tools is not None:
+        payload["tools"] = list(request.tools)
+    if request.tool_choice is not None:
+        payload["tool_choice"] = request.tool_choice
+    if request.response_format is not None:  # llama-server turns json_object / json_schema into a grammar
+        payload["response_format"] = request.response_format
     payload.update(request.extra_body)
     return payload
 

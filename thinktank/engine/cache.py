@@ -49,6 +49,10 @@ def cache_key(request: GenerationRequest, sample_index: int) -> str:
         "extra_body": request.extra_body,
         "sample_index": sample_index if request.seed is None else request.seed + sample_index,
     }
+    # tool use and structured output change what a sample is; absent, keys stay as they were before these fields
+    for name in ("tools", "tool_choice", "response_format"):
+        if getattr(request, name) is not None:
+            material[name] = getattr(request, name)
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -127,7 +127,8 @@ class Engine:
                     results[completion.sample_index] = completion
             for i in misses:
                 if use_cache:
-                    self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
+                    if _cacheable(results[i]):
+                        self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
                     owned[keys[i]].set_result(results[i])
         finally:
             for key, fut in owned.items():
@@ -185,7 +186,7 @@ class Engine:
         if final.usage_estimated:
             ctx.node.notes["usage_estimated"] = "the server reported no usage for a stream; completion tokens counted from it"
         ctx.budget.record(record.usage)
-        if key is not None:
+        if key is not None and _cacheable(completion):
             self.cache.put(key, request.model, _to_cached(completion))  # type: ignore[union-attr]
 
     async def embed(self, request: EmbeddingRequest, ctx: Context) -> EmbeddingResponse:
@@ -282,7 +283,10 @@ class Engine:
                 cost_usd=self.prices.cost(model, prompt, choice.completion_tokens),
                 latency_s=response.latency_s if position == 0 else 0.0,
             )
-            completions.append(Completion(choice.text, model, i, choice.finish_reason, usage))
+            completions.append(
+                Completion(choice.text, model, i, choice.finish_reason, usage, tool_calls=choice.tool_calls,
+                           reasoning=choice.reasoning)
+            )  # fmt: skip
         return completions
 
     def _cache_hit(self, request: GenerationRequest, index: int, key: str, ctx: Context) -> Completion | None:
@@ -313,7 +317,10 @@ class Engine:
             CallRecord(request.model, "single-flight", [index], usage, "cached", ctx.node.now(), 0.0, [leader.finish_reason])
         )
         ctx.budget.record(usage)
-        return [Completion(leader.text, leader.model, index, leader.finish_reason, usage, cached=True)]
+        return [
+            Completion(leader.text, leader.model, index, leader.finish_reason, usage, cached=True,
+                       tool_calls=leader.tool_calls, reasoning=leader.reasoning)
+        ]  # fmt: skip
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
@@ -340,6 +347,12 @@ def _call_record(request: GenerationRequest, backend: str, indices: list[int], s
     record = CallRecord(request.model, backend, indices, Usage(), "ok", started, 0.0)
     record.temperature, record.max_tokens = request.temperature, request.max_tokens
     return record
+
+
+def _cacheable(completion: Completion) -> bool:
+    """A cached sample keeps text and finish reason only: one with tool calls or reasoning is not stored (a hit
+    would lose them); the cache key covers tools and response_format, so such a request never hits a plain answer."""
+    return not completion.tool_calls and completion.reasoning is None
 
 
 def _to_cached(completion: Completion) -> CachedSample:

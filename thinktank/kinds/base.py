@@ -11,6 +11,7 @@ The defaults here are those of free text: the whole reply is the answer, no publ
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
@@ -45,8 +46,17 @@ def clip(text: str, limit: int) -> str:
 
 
 def text_key(answer: str | None) -> Key:
-    """Free-text equality: lower-cased, whitespace collapsed; no answer casts no vote."""
-    return re.sub(r"\s+", " ", answer.strip().lower()) if answer and answer.strip() else None
+    """Free-text equality: lower-cased, whitespace collapsed; a JSON object or array by its canonical dump (case kept:
+    a served tool call or JSON reply); no answer casts no vote."""
+    if not answer or not answer.strip():
+        return None
+    stripped = answer.strip()
+    if stripped[0] in "{[":
+        try:
+            return "json:" + json.dumps(json.loads(stripped), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except ValueError:
+            pass
+    return re.sub(r"\s+", " ", stripped.lower())
 
 
 class TaskKind(ABC):

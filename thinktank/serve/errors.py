@@ -6,7 +6,8 @@ one tree (`thinktank.exceptions`), so the app's single handler for the root clas
 
 Status codes: 400 malformed JSON / wrong types / values out of range, 401 missing or wrong key, 404 unknown model
 or route, 413 body too large, 422 well-formed but not servable (no final user message, non-text content),
-429 queue full (with Retry-After), 500 unexpected, 503 backend unreachable or failing (with the reason),
+429 queue full (with Retry-After), 500 unexpected, 502 the model's tool calls / JSON reply malformed
+(every candidate's, with the reason), 503 backend unreachable or failing (with the reason),
 504 request timeout.
 """
 

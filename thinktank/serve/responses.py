@@ -7,9 +7,21 @@ Streaming (`streaming`) sends the same choices and extension as chunks.
 
 from __future__ import annotations
 
+import uuid
+
 from thinktank.arch import ArchResult
 from thinktank.serve.errors import ServeError
-from thinktank.serve.wire import ChatCompletion, ChoiceOut, Extension, Message, NodeUsage, UsageOut
+from thinktank.serve.passthrough import Replies, Reply
+from thinktank.serve.wire import (
+    ChatCompletion,
+    ChoiceOut,
+    Extension,
+    FunctionCall,
+    Message,
+    NodeUsage,
+    ToolCallOut,
+    UsageOut,
+)
 from thinktank.techniques.base import Candidate
 
 
@@ -25,14 +37,50 @@ def top_choices(result: ArchResult, n: int) -> list[Candidate]:
     return chosen[:n]
 
 
+def answer_choices(result: ArchResult, n: int, replies: Replies | None) -> list[Candidate | None]:
+    """The top-n choices to answer with, passing over candidates whose tool calls or JSON are malformed; 502 with
+    the reason when every candidate's is (a reply the token limit cut is answered as it is, `length`)."""
+    chosen = top_choices(result, len(result.candidates) + 1)
+    if replies is not None:
+        readable = [c for c in chosen if not _malformed(replies.get(c))]
+        if chosen and not readable:
+            reason = replies.get(chosen[0]).malformed  # type: ignore[union-attr]
+            raise ServeError(f"the model's reply is malformed: {reason}", 502, type="server_error", code="malformed_reply")
+        chosen = readable
+    return [*chosen[:n]] or [None]
+
+
+def _malformed(reply: Reply | None) -> bool:
+    return reply is not None and reply.malformed is not None and reply.finish_reason != "length"
+
+
+def message(candidate: Candidate | None, replies: Replies | None) -> Message:
+    """A choice's message: its text, the tool calls it makes (content null when it only calls) and its reasoning."""
+    reply = replies.get(candidate) if replies is not None else None
+    text = candidate.text if candidate else ""
+    if reply is None:
+        return Message(content=text)
+    calls = [
+        ToolCallOut(
+            id=call.id or f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=call.name, arguments=call.arguments)
+        )
+        for call in reply.tool_calls
+    ]
+    return Message(content=text or (None if calls else ""), tool_calls=calls or None, reasoning_content=reply.reasoning)
+
+
 def distinct_count(result: ArchResult) -> int:
     return len(top_choices(result, len(result.candidates) + 1))
 
 
-def finish_reason(result: ArchResult, candidate: Candidate | None) -> str:
-    """ "length" when the budget cut the run; else the reason of the calls of the candidate's node when they agree."""
+def finish_reason(result: ArchResult, candidate: Candidate | None, replies: Replies | None = None) -> str:
+    """ "length" when the budget cut the run; "tool_calls" when the candidate calls tools; else the reason of the
+    calls of the candidate's node when they agree."""
     if result.budget_cut or candidate is None:
         return "length"
+    reply = replies.get(candidate) if replies is not None else None
+    if reply is not None:
+        return "tool_calls" if reply.tool_calls else reply.finish_reason
     node = next((n for n in result.trace.walk() if n.name == candidate.node), None)
     reasons = {r for call in (node.calls if node else []) for r in call.finish_reasons}
     return reasons.pop() if len(reasons) == 1 else "stop"
@@ -84,10 +132,13 @@ def extension(arch_name: str, result: ArchResult, latency_s: float) -> Extension
     )
 
 
-def completion(request_id: str, created: int, arch_name: str, result: ArchResult, n: int, latency_s: float) -> ChatCompletion:
-    chosen: list[Candidate | None] = [*top_choices(result, n)] or [None]
+def completion(
+    request_id: str, created: int, arch_name: str, result: ArchResult, n: int, latency_s: float,
+    replies: Replies | None = None,
+) -> ChatCompletion:  # fmt: skip
+    chosen = answer_choices(result, n, replies)
     choices = [
-        ChoiceOut(index=i, message=Message(content=c.text if c else ""), finish_reason=finish_reason(result, c))
+        ChoiceOut(index=i, message=message(c, replies), finish_reason=finish_reason(result, c, replies))
         for i, c in enumerate(chosen)
     ]
     return ChatCompletion(

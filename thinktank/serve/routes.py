@@ -13,7 +13,7 @@ from thinktank.serve.service import ChatService, OpenStream
 from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelList
 
 router = APIRouter()
-ERROR_STATUSES = (400, 401, 404, 413, 422, 429, 500, 503, 504)
+ERROR_STATUSES = (400, 401, 404, 413, 422, 429, 500, 502, 503, 504)
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in ERROR_STATUSES}
 
 

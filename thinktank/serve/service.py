@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from thinktank.arch import Architecture
 from thinktank.engine.engine import Context, Engine
-from thinktank.serve import mapping
+from thinktank.serve import mapping, passthrough
 from thinktank.serve.errors import ServeError, as_serve_error
 from thinktank.serve.limits import KeyLimiter
 from thinktank.serve.metrics import Metrics
+from thinktank.serve.passthrough import Replies
 from thinktank.serve.responses import check_answer, completion
 from thinktank.serve.streaming import ChunkFormat, run_streaming, sse_body
 from thinktank.serve.wire import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
@@ -46,6 +47,7 @@ class Query:
     arch: Architecture
     task: TaskInput
     ctx: Context
+    replies: Replies | None = None  # tool calls and reasoning of the candidates, where the tail generate keeps them
 
 
 @dataclass
@@ -85,10 +87,12 @@ class ChatService:
         """Everything that can refuse a request before it queues (404, 400, 422)."""
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         arch = self.architecture(body.model)
+        mapping.check_fields(body)
         budget, overrides = mapping.budget(body, headers), mapping.overrides(body)
-        task = mapping.task_input(body, request_id, corpus=self.settings.corpus)
+        arch, replies, tool_turns = passthrough.for_request(arch, mapping.client_fields(body, arch), streaming=body.stream)
+        task = mapping.task_input(body, request_id, corpus=self.settings.corpus, tool_turns=tool_turns)
         ctx = self.engine.context(budget, name=request_id, use_cache=self.settings.use_cache, overrides=overrides)
-        return Query(request_id, arch, task, ctx)
+        return Query(request_id, arch, task, ctx, replies)
 
     def finished(self, q: Query, headers: Mapping[str, str]) -> None:
         """Account a run that ended (answered, failed or cut): metrics, and its trace (a child of the caller's
@@ -111,7 +115,7 @@ class ChatService:
             finally:
                 self.finished(q, headers)
         latency = time.monotonic() - started
-        return completion(q.request_id, int(time.time()), q.arch.name, check_answer(result), body.n, latency)
+        return completion(q.request_id, int(time.time()), q.arch.name, check_answer(result), body.n, latency, q.replies)
 
     async def stream(self, body: ChatCompletionRequest, headers: Mapping[str, str], key: str) -> OpenStream:
         """Take a slot now (so a full queue is an HTTP 429, not a stream error), then hand out the SSE body."""
@@ -119,7 +123,7 @@ class ChatService:
         slot = AsyncExitStack()
         await slot.enter_async_context(self.limiter.slot(key))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        fmt = ChunkFormat(q.request_id, int(time.time()), q.arch.name, body.n, include_usage)
+        fmt = ChunkFormat(q.request_id, int(time.time()), q.arch.name, body.n, include_usage, q.replies)
         settings = self.settings
 
         async def chunks() -> AsyncIterator[str]:

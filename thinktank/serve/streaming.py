@@ -22,8 +22,9 @@ from typing import TypeVar
 from thinktank.arch import Architecture, ArchResult, Node
 from thinktank.engine.engine import Context
 from thinktank.serve.errors import as_serve_error, error_body
-from thinktank.serve.responses import check_answer, extension, finish_reason, top_choices, usage_out
-from thinktank.serve.wire import ChatCompletionChunk, ChunkChoice, Delta
+from thinktank.serve.passthrough import Replies
+from thinktank.serve.responses import answer_choices, check_answer, extension, finish_reason, message, usage_out
+from thinktank.serve.wire import ChatCompletionChunk, ChunkChoice, Delta, ToolCallDelta
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, Technique
@@ -165,6 +166,7 @@ class ChunkFormat:
     model: str
     n: int
     include_usage: bool
+    replies: Replies | None = None  # the candidates' tool calls and reasoning, when the run keeps them
 
     def chunk(self, choices: list[ChunkChoice], **extra: object) -> str:
         chunk = ChatCompletionChunk(id=self.request_id, created=self.created, model=self.model, choices=choices, **extra)  # type: ignore[arg-type]
@@ -172,6 +174,21 @@ class ChunkFormat:
 
     def text(self, index: int, text: str, *, first: bool = False) -> str:
         return self.chunk([ChunkChoice(index=index, delta=Delta(role="assistant" if first else None, content=text))])
+
+    def answer(self, index: int, candidate: Candidate, *, first: bool, with_text: bool) -> list[str]:
+        """A chosen answer at once: its reasoning, its text, its tool calls (whole, each with its index)."""
+        whole = message(candidate, self.replies)
+        deltas = []
+        if whole.reasoning_content:
+            deltas.append(Delta(reasoning_content=whole.reasoning_content))
+        if with_text and (whole.content or not whole.tool_calls):
+            deltas.append(Delta(content=whole.content or ""))
+        if whole.tool_calls:
+            calls = [ToolCallDelta(index=i, **call.model_dump()) for i, call in enumerate(whole.tool_calls)]
+            deltas.append(Delta(tool_calls=calls))
+        if deltas and first:
+            deltas[0].role = "assistant"
+        return [self.chunk([ChunkChoice(index=index, delta=d)]) for d in deltas]
 
 
 async def sse_body(run: Callable[[Emit[Event]], Awaitable[Event]], fmt: ChunkFormat, *, keepalive_s: float,
@@ -190,17 +207,18 @@ async def sse_body(run: Callable[[Emit[Event]], Awaitable[Event]], fmt: ChunkFor
                 finished = event
         assert finished is not None
         result = check_answer(finished.result)
+        chosen = answer_choices(result, fmt.n, fmt.replies)
     except Exception as exc:
         yield f"data: {json.dumps(error_body(as_serve_error(exc)))}\n\n{DONE}"
         return
-    chosen: list[Candidate | None] = [*top_choices(result, fmt.n)] or [None]
     for i, candidate in enumerate(chosen):
-        if candidate is not None and not (finished.streamed and i == 0):
-            yield fmt.text(i, candidate.text, first=i > 0)
+        if candidate is not None:
+            for piece in fmt.answer(i, candidate, first=i > 0, with_text=not (finished.streamed and i == 0)):
+                yield piece
     ext = extension(fmt.model, result, time.monotonic() - started)
     for i, candidate in enumerate(chosen):
         last = i == len(chosen) - 1 and not fmt.include_usage
-        choice = ChunkChoice(index=i, delta=Delta(), finish_reason=finish_reason(result, candidate))
+        choice = ChunkChoice(index=i, delta=Delta(), finish_reason=finish_reason(result, candidate, fmt.replies))
         yield fmt.chunk([choice], thinktank=ext if last else None)
     if fmt.include_usage:
         yield fmt.chunk([], usage=usage_out(result), thinktank=ext)

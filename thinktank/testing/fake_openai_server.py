@@ -9,6 +9,8 @@ A request with `"stream": true` is answered with server-sent events the way llam
 sends them: a chunk per word, a chunk with the finish reason, and (with `include_usage`)
 a usage chunk after each choice's last chunk, then `[DONE]`. `Reply(cut_stream=True)`
 ends the stream before any choice finishes, as a server that dies mid-answer would.
+`message_for` (instead of `text_for`) answers with whole messages: `tool_calls` (finish reason "tool_calls";
+streamed as llama-server does, the name first, the arguments in pieces) and `reasoning_content`.
 
     with FakeOpenAIServer() as server:
         server.script(Reply(status=503, retry_after=0.01), Reply())
@@ -77,9 +79,16 @@ def default_text(body: dict[str, Any], index: int) -> str:
 class FakeOpenAIServer:
     """Start with `with FakeOpenAIServer() as server:` or `start()` / `stop()`; see the module docstring."""
 
-    def __init__(self, *, native_n: bool = True, text_for: Callable[[dict[str, Any], int], str] = default_text) -> None:
+    def __init__(
+        self,
+        *,
+        native_n: bool = True,
+        text_for: Callable[[dict[str, Any], int], str] = default_text,
+        message_for: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+    ) -> None:
         self.native_n = native_n
         self.text_for = text_for
+        self.message_for = message_for
         self.default = Reply()
         self.cached_tokens = 0  # reported as usage.prompt_tokens_details.cached_tokens
         self.include_usage = True
@@ -225,15 +234,19 @@ class FakeOpenAIServer:
     def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         n = int(body.get("n") or 1)
         count = reply.choices if reply.choices is not None else (n if self.native_n else 1)
-        texts = [self.text_for(body, i) for i in range(count)]
+        if self.message_for is not None:
+            messages = [{"role": "assistant", **self.message_for(body, i)} for i in range(count)]
+        else:
+            messages = [{"role": "assistant", "content": self.text_for(body, i)} for i in range(count)]
+        texts = [_generated(m) for m in messages]
         data: dict[str, Any] = {
             "id": f"chatcmpl-fake-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake-model"),
             "choices": [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                for i, text in enumerate(texts)
+                {"index": i, "message": m, "finish_reason": "tool_calls" if m.get("tool_calls") else "stop"}
+                for i, m in enumerate(messages)
             ],
         }
         if self.include_usage:
@@ -253,18 +266,37 @@ class FakeOpenAIServer:
         model, usage = completion["model"], completion.get("usage")
         events: list[dict[str, Any]] = []
         for choice in completion["choices"]:
-            index, text = choice["index"], choice["message"]["content"]
+            index, message = choice["index"], choice["message"]
+            text = message.get("content") or ""
+
+            def delta(d: dict[str, Any], index: int = index) -> None:
+                events.append({"model": model, "choices": [{"index": index, "delta": d, "finish_reason": None}]})
+
+            if message.get("reasoning_content"):
+                delta({"reasoning_content": message["reasoning_content"]})
             for word in filter(None, re.split(r"(?<=\S)(?=\s)", text)):  # "a b " -> "a", " b", " "
-                events.append({"model": model, "choices": [{"index": index, "delta": {"content": word}, "finish_reason": None}]})
+                delta({"content": word})
+            for i, call in enumerate(message.get("tool_calls") or []):
+                head = {"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"]}}
+                delta({"tool_calls": [head]})
+                arguments = call["function"]["arguments"]
+                for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+                    delta({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
             if reply.cut_stream:
                 continue
-            events.append({"model": model, "choices": [{"index": index, "delta": {}, "finish_reason": "stop"}]})
+            events.append({"model": model, "choices": [{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}]})
             if usage is not None:
-                own = {**usage, "completion_tokens": len(text.split())}
+                own = {**usage, "completion_tokens": len(_generated(message).split())}
                 own["total_tokens"] = own["prompt_tokens"] + own["completion_tokens"]
                 events.append({"model": model, "choices": [], "usage": own})
         encoded = [f"data: {json.dumps(event)}\n\n".encode() for event in events]
         return encoded if reply.cut_stream else [*encoded, b"data: [DONE]\n\n"]
+
+
+def _generated(message: dict[str, Any]) -> str:
+    """All a message's generated text (a token per word): its content, reasoning and tool calls."""
+    calls = json.dumps(message["tool_calls"]) if message.get("tool_calls") else ""
+    return " ".join(filter(None, [message.get("content") or "", message.get("reasoning_content") or "", calls]))
 
 
 def unused_port() -> int:
