@@ -44,8 +44,8 @@ def test_served_requests_export_one_trace_each_under_the_callers_traceparent():
     assert fresh.attributes["thinktank.request.id"] == streamed[0].id
     children = tree(spans)
     nodes = {s.attributes["thinktank.technique"] for s in children[child_of_caller.span_id]}
-    assert nodes == {"Generate", "Vote"}
-    gen = next(s for s in children[child_of_caller.span_id] if s.attributes["thinktank.technique"] == "Generate")
+    assert nodes == {"ClientGenerate", "Vote"}  # serve runs the last generate as the client-fields passthrough
+    gen = next(s for s in children[child_of_caller.span_id] if s.attributes["thinktank.technique"] == "ClientGenerate")
     calls = children[gen.span_id]
     assert {c.name for c in calls} == {"chat m"} and len(calls) == 3
     assert sum(c.attributes["gen_ai.usage.output_tokens"] for c in calls) == response.usage.completion_tokens
