@@ -131,7 +131,10 @@ def test_corpus_ids_read_jsonl_ids_and_directory_paths(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "error"),
-    [("{not json\n", r"c.jsonl:1: malformed JSON"), ('{"id": "p1"}\n{"text": "no id"}\n', r"c.jsonl:2: .*non-empty string 'id'")],
+    [
+        ("{not json\n", r"c.jsonl:1: not valid JSON"),
+        ('{"id": "p1", "text": "a"}\n{"text": "no id"}\n', r"c.jsonl:2: 'id' must be a non-empty string"),
+    ],
 )
 def test_a_bad_corpus_is_a_clear_error(tmp_path, content, error):
     from thinktank.exceptions import TaskDataError
@@ -139,7 +142,7 @@ def test_a_bad_corpus_is_a_clear_error(tmp_path, content, error):
     (tmp_path / "c.jsonl").write_text(content)
     with pytest.raises(TaskDataError, match=error):
         corpus_ids(tmp_path / "c.jsonl")
-    with pytest.raises(TaskDataError, match="corpus not found"):
+    with pytest.raises(TaskDataError, match="missing.jsonl does not exist"):
         corpus_ids(tmp_path / "missing.jsonl")
 
 
@@ -159,7 +162,7 @@ async def test_the_citation_check_needs_an_id_of_the_corpus(tmp_path):
     assert (await kind.public_check(resources, cite, "Ilsa Dravik [p9]")).passed
     missing = TaskInput("q", "qa", "?", corpus=str(tmp_path / "gone.jsonl"), meta={"cite": True})
     gone = await kind.public_check(resources, missing, "x [p1]")
-    assert not gone.passed and "corpus not found" in gone.reason
+    assert not gone.passed and "gone.jsonl does not exist" in gone.reason
 
 
 async def test_corpus_ids_are_read_once_per_version_of_the_file(tmp_path, monkeypatch):

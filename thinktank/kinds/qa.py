@@ -13,7 +13,6 @@ vote together. Public check (only with `meta["cite"]`): at least one cited id is
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING
 from thinktank.exceptions import TaskDataError
 from thinktank.kinds.base import Key, Reply, TaskKind
 from thinktank.problems import Problem, TaskInput
+from thinktank.retrieval.corpus import read_corpus, scan
+from thinktank.retrieval.errors import RetrievalError
 from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.qa import AnswerSet, QaVerifier, normalize_answer
 
@@ -35,8 +36,6 @@ _ANSWER_LINE = re.compile(r"^[\s>*#_-]*(?:final\s+)?answer\s*\**\s*[:：]\s*\**(
 _ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\s*:?\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _CITATION = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _WRAPPING = "*_`\"'“”‘’ \t"
-#: passage files a directory corpus is made of (the retrieval package reads the same)
-CORPUS_SUFFIXES = (".txt", ".md")
 
 
 def strip_citations(text: str) -> str:
@@ -63,26 +62,16 @@ def extract_short_answer(text: str) -> str | None:
 
 
 def corpus_ids(path: str | Path) -> frozenset[str]:
-    """The passage ids of a corpus: each JSONL line's "id", or each .txt/.md file's path relative to the directory
-    (the retrieval package names the chunks of a long file "<path>#<n>"; the citation check accepts those too)."""
+    """The passage ids of a corpus, read as the retrieval package reads it: each JSONL line's "id", or each .txt/.md
+    file's path relative to the directory (whose long files are retrieved in chunks "<path>#<n>"; the citation
+    check accepts those too)."""
     path = Path(path)
-    if path.is_dir():
-        return frozenset(p.relative_to(path).as_posix() for p in path.rglob("*") if p.suffix in CORPUS_SUFFIXES and p.is_file())
-    if not path.is_file():
-        raise TaskDataError(f"corpus not found: {path}")
-    ids: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise TaskDataError(f"{path}:{number}: malformed JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
-                raise TaskDataError(f"{path}:{number}: a passage needs a non-empty string 'id'")
-            ids.add(record["id"])
-    return frozenset(ids)
+    try:
+        if path.is_dir():
+            return frozenset(unit.rel for unit in scan(path))
+        return frozenset(passage.id for passage in read_corpus(path).passages)
+    except RetrievalError as exc:
+        raise TaskDataError(str(exc)) from exc
 
 
 class CorpusIds:
