@@ -13,9 +13,9 @@ trace. Techniques receive a `Context` (engine + this query's budget + trace node
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from thinktank._aio import gather_all
 from thinktank.backends.base import Backend, StreamEvent
@@ -27,6 +27,8 @@ from thinktank.engine.trace import CallRecord, TraceNode
 from thinktank.exceptions import BackendError, BudgetExceeded, UnknownModelError
 from thinktank.types import BackendResponse, Completion, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 from thinktank.usage import PriceTable, Usage
+
+_T = TypeVar("_T")
 
 
 class Engine:
@@ -199,17 +201,7 @@ class Engine:
         ctx.budget.check()
         record = CallRecord(request.model, backend.name, [], Usage(), "ok", ctx.node.now(), 0.0, operation="embeddings")
         ctx.node.calls.append(record)
-        wall: float | None = None
-        try:
-            async with self._limit(backend).hold(1):
-                ctx.budget.check()
-                wall = ctx.budget.remaining_wall_s()
-                timeout = asyncio.timeout(wall)
-                async with timeout:
-                    response = await backend.embed(request)
-        except BaseException as exc:
-            _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
-            raise
+        response = await self._held(backend, 1, record, ctx, lambda: backend.embed(request))
         record.latency_s, record.ended_s = response.latency_s, ctx.node.now()
         record.usage = Usage(
             prompt_tokens=response.prompt_tokens,
@@ -246,19 +238,9 @@ class Engine:
             call_request = call_request.with_(seed=request.seed + indices[0])
         started = ctx.node.now()
         record = _call_record(request, backend.name, indices, started)
-        wall: float | None = None
         ctx.node.calls.append(record)
-        try:
-            # llama-server runs each choice of a call in its own slot
-            async with self._limit(backend).hold(len(indices) if backend.capabilities.seeded_native_n else 1):
-                ctx.budget.check()
-                wall = ctx.budget.remaining_wall_s()
-                timeout = asyncio.timeout(wall)
-                async with timeout:
-                    response = await backend.generate(call_request)
-        except BaseException as exc:
-            _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
-            raise
+        slots = len(indices) if backend.capabilities.seeded_native_n else 1  # llama-server runs each choice in a slot
+        response = await self._held(backend, slots, record, ctx, lambda: backend.generate(call_request))
         record.latency_s, record.ended_s = response.latency_s, ctx.node.now()
         if len(response.choices) < len(indices):
             record.status = "error"
@@ -269,6 +251,23 @@ class Engine:
         record.finish_reasons = [c.finish_reason for c in completions]
         ctx.budget.record(record.usage)
         return completions
+
+    async def _held(
+        self, backend: Backend, slots: int, record: CallRecord, ctx: Context, call: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """`call()` once `slots` of the backend are ours, within what is left of the query's wall budget; a failure
+        (the budget's too) is written on `record` before it propagates."""
+        wall: float | None = None
+        try:
+            async with self._limit(backend).hold(slots):
+                ctx.budget.check()
+                wall = ctx.budget.remaining_wall_s()
+                timeout = asyncio.timeout(wall)
+                async with timeout:
+                    return await call()
+        except BaseException as exc:
+            _record_failure(record, ctx, exc, wall_expired=wall is not None and timeout.expired())
+            raise
 
     def _account(self, response: BackendResponse, model: str, indices: list[int]) -> list[Completion]:
         completions = []
