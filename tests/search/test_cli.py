@@ -83,3 +83,20 @@ def test_help_lists_the_options(flag):
         "--compare-runs",
     ):
         assert option in out.stdout
+
+
+def test_a_retrieval_qa_search_through_the_cli_evaluates_each_configuration_fresh(tmp_path):
+    def text_for(body, index):  # a reader that always answers one name: the search still runs end to end
+        return "Answer: Quillmarsh"
+
+    with FakeOpenAIServer(native_n=False, text_for=text_for) as server:
+        run_dir = tmp_path / "run"
+        out = search("--task", "rag-synth", "--models", "small", "--backend", server.base_url, "--dev", 10, "--test", 10,
+                     "--trials", 4, "--sampler", "tpe", "--run-dir", run_dir, "--no-cache")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Pareto front" in out.stdout and "evaluated fresh" in out.stdout and "test:" in out.stdout
+    assert "each a fresh eval" in out.stderr and "confirming" in out.stderr
+    data = json.loads((run_dir / "pareto.json").read_text())
+    assert data["space"] == "rag" and data["trials"] == 4 and data["confirmation"]["problems"] == 10
+    assert "retrieve" in yaml.safe_load((run_dir / "chosen.yaml").read_text())["layers"][0]
+    assert not (run_dir / "pool.sqlite").exists() and (run_dir / "trials").is_dir()

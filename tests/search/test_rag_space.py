@@ -1,3 +1,5 @@
+import json
+
 import optuna
 import pytest
 import yaml
@@ -52,3 +54,33 @@ async def test_evaluate_rag_runs_a_fresh_resumable_eval(given_retrieve, tmp_path
     assert summary["problems"] == 2 and summary["accuracy"] == 1.0 and len(backend.requests) == 2
     again = await evaluate_rag(engine, config, problems, tmp_path)
     assert again["problems"] == 2 and len(backend.requests) == 2  # resumed: nothing re-run
+
+
+async def test_the_rag_search_finds_the_front_confirms_the_choice_and_resumes(given_retrieve, tmp_path):
+    from thinktank.search.rag_space import run_rag_search
+    from thinktank.search.study import SearchSettings
+
+    def reply(request, index):  # the reader is right only when it is shown at least four passages
+        return "Answer: Quillmarsh" if len(shown_order(prompt_of(request))) >= 4 else "Answer: Dunmere"
+
+    backend = ScriptedBackend(reply)
+    engine = Engine({"m": backend})
+    problems = [Problem(TaskInput(f"q{i}", KIND, f"Where was Zorvan Peltrix born? ({i})"), HiddenChecks(answer="Quillmarsh"))
+                for i in range(5)]  # fmt: skip
+    dev, test = problems[:3], problems[3:]
+    settings = SearchSettings(trials=6, seed=0, sampler="tpe", slots=2)
+    outcome = await run_rag_search(engine, task="rag", dev=dev, test=test, models=["m"], run_dir=tmp_path, settings=settings)
+    by_k = {r.config.k: r.accuracy for r in outcome.results}
+    assert by_k[5] == 1.0 and by_k.get(3, 0.0) == 0.0  # the baselines (top-5 read, top-5 permute3) are evaluated first
+    assert outcome.chosen.accuracy == 1.0 and outcome.chosen.config.k >= 5
+    assert outcome.front and all(r.feasible for r in outcome.front)
+    chosen = yaml.safe_load((tmp_path / "chosen.yaml").read_text())
+    assert chosen["layers"][0] == {"retrieve": {"k": outcome.chosen.config.k * (2 if outcome.chosen.config.rerank_model else 1)}}
+    assert outcome.confirmation and outcome.confirmation["problems"] == 2 and outcome.confirmation["accuracy"] == 1.0
+    report = (tmp_path / "report.html").read_text()
+    assert "Search cost" in report and "fresh eval" in report and "Pool cost" not in report
+    assert json.loads((tmp_path / "pareto.json").read_text())["space"] == "rag"
+    calls = len(backend.requests)
+    assert outcome.costs["fresh"]["configurations"] == len({r.config.key() for r in outcome.results})
+    again = await run_rag_search(engine, task="rag", dev=dev, test=test, models=["m"], run_dir=tmp_path, settings=settings)
+    assert len(again.results) == 6 and len(backend.requests) == calls  # resumed: no trial and no call re-run

@@ -29,7 +29,15 @@ class _SearchBars:
 
 
 def search(
-    task: Annotated[str, typer.Option("--task", "-t", help="humaneval, gsm-symbolic, or a path to a JSONL task file (not SQL).")],
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            "-t",
+            help="humaneval, gsm-symbolic, rag-synth, or a path to a JSONL task file (not SQL). A retrieval-QA task searches"
+            " k, rerank, permuted orders and the model per role, each configuration evaluated fresh on the dev split.",
+        ),
+    ],
     models: Annotated[
         str,
         typer.Option(
@@ -73,6 +81,7 @@ def search(
     from thinktank.exceptions import ConfigError
     from thinktank.runtime import open_engine
     from thinktank.search.pool import PoolSpec
+    from thinktank.search.rag_space import run_rag_search
     from thinktank.search.report import front_table, summary_lines
     from thinktank.search.study import MIN_TEST, QueryBudget, SearchSettings, run_search, split_problems
     from thinktank.tasks.registry import load_problems
@@ -120,6 +129,11 @@ def search(
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TimeRemainingColumn())  # fmt: skip
             with Progress(*columns, console=err_console) as bars:
+                if dev_problems[0].input.kind == "qa":  # retrieval QA: not replayable from a pool (search/rag_space.py)
+                    return await run_rag_search(engine, task=task, dev=dev_problems, test=test_problems, models=names,
+                                                run_dir=run_dir, settings=settings, confirm_on_test=not no_confirm,
+                                                compare=compare_runs or [], progress=_SearchBars(bars),
+                                                telemetry=telemetry)  # fmt: skip
                 return await run_search(engine, task=task, dev=dev_problems, test=test_problems, models=names, run_dir=run_dir,
                                         spec=spec, settings=settings, prices=price_table, confirm_on_test=not no_confirm,
                                         compare=compare_runs or [], progress=_SearchBars(bars),

@@ -9,17 +9,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from thinktank.search.space import Config
+__all__ = ["Configuration", "SearchOutcome", "TrialResult", "distinct", "pareto_front"]
 
-__all__ = ["SearchOutcome", "TrialResult", "distinct", "pareto_front"]
+
+class Configuration(Protocol):
+    """What the study, the front and the report need of a point of a search space (`space.Config`, `RagConfig`)."""
+
+    def key(self) -> str: ...
+    def short_id(self) -> str: ...
+    def label(self) -> str: ...
+    def to_yaml(self, name: str | None = None) -> str: ...
+    def model_dump(self, *, mode: str = "python") -> dict[str, Any]: ...
 
 
 @dataclass
 class TrialResult:
     number: int
-    config: Config
+    config: Configuration
     metrics: dict[str, Any]  # accuracy, ci95, canonical_accuracy, tokens, usd, latency_s, calls, draws
     feasible: bool
 

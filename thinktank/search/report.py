@@ -65,13 +65,19 @@ def front_table(outcome: SearchOutcome, limit: int = 20) -> Table:
 
 
 def summary_lines(outcome: SearchOutcome) -> list[str]:
-    c, pool, ext = outcome.chosen, outcome.costs["pool"], outcome.costs["extension"]
-    lines = [
-        f"chosen: {c.config.label()} — dev {_pct(c.accuracy)} ({_ci(c.metrics['ci95'])}), {c.tokens:.0f} tokens/query",
-        f"pool cost {pool['tokens']:,} tokens ({pool['during_search_tokens']:,} generated on demand during the search),"
-        f" search cost {ext['tokens']:,} tokens (extension), ratio {outcome.costs['search_over_pool']:.2f}"
-        f" (after-build / build {outcome.costs['during_search_over_build']:.2f})",
-    ]
+    c = outcome.chosen
+    lines = [f"chosen: {c.config.label()} — dev {_pct(c.accuracy)} ({_ci(c.metrics['ci95'])}), {c.tokens:.0f} tokens/query"]
+    if "fresh" in outcome.costs:  # a space evaluated by real eval runs (RAG), not replayed from a pool
+        fresh = outcome.costs["fresh"]
+        lines.append(f"search cost {fresh['tokens']:,.0f} tokens over {fresh['configurations']} configurations evaluated"
+                     f" fresh ({fresh['spent_tokens']:,.0f} spent, the rest served by the response cache)")  # fmt: skip
+    else:
+        pool, ext = outcome.costs["pool"], outcome.costs["extension"]
+        lines.append(
+            f"pool cost {pool['tokens']:,} tokens ({pool['during_search_tokens']:,} generated on demand during the search),"
+            f" search cost {ext['tokens']:,} tokens (extension), ratio {outcome.costs['search_over_pool']:.2f}"
+            f" (after-build / build {outcome.costs['during_search_over_build']:.2f})"
+        )
     if outcome.confirmation:
         t = outcome.confirmation
         lines.append(
@@ -116,7 +122,7 @@ def _data(outcome: SearchOutcome) -> dict[str, Any]:
         "comparisons": outcome.comparisons,
         "adaptive_vs_fixed": outcome.adaptive,
         "evaluated": [r.to_dict() for r in evaluated],
-        "notes": NOTES,
+        "notes": outcome.report.get("notes", NOTES),
     }
 
 
@@ -130,19 +136,12 @@ def write_report(outcome: SearchOutcome) -> dict[str, Any]:
          "arch": r.config.short_id() + (" ★ chosen" if r.config.short_id() == chosen_id else "")}
         for r in outcome.front
     ]  # fmt: skip
-    costs = outcome.costs
-    cost_rows = [
-        {"what": "pool (samples, tests, judge, repair within the pool's sizes)", "tokens": costs["pool"]["tokens"],
-         "of which on demand during the search": costs["pool"]["during_search_tokens"],
-         "served by the response cache": costs["pool"]["tokens"] - costs["pool"]["fresh_tokens"]},
-        {"what": "search (extension: samples beyond the pool's n)", "tokens": costs["extension"]["tokens"],
-         "of which on demand during the search": costs["extension"]["during_search_tokens"],
-         "served by the response cache": costs["extension"]["tokens"] - costs["extension"]["fresh_tokens"]},
-    ]  # fmt: skip
-    dev_test = [{"split": "dev (replayed, expected)", "accuracy": _pct(outcome.chosen.accuracy),
-                 "95% CI": _ci(outcome.chosen.metrics["ci95"]), "tokens/query": f"{outcome.chosen.tokens:.0f}"},
-                {"split": "dev (replayed, draw 0)", "accuracy": _pct(outcome.chosen.metrics["canonical_accuracy"]),
-                 "95% CI": "", "tokens/query": ""}]  # fmt: skip
+    fresh = "fresh" in outcome.costs
+    dev_test = [{"split": "dev (fresh eval)" if fresh else "dev (replayed, expected)", "accuracy": _pct(outcome.chosen.accuracy),
+                 "95% CI": _ci(outcome.chosen.metrics["ci95"]), "tokens/query": f"{outcome.chosen.tokens:.0f}"}]  # fmt: skip
+    if not fresh:
+        dev_test.append({"split": "dev (replayed, draw 0)", "accuracy": _pct(outcome.chosen.metrics["canonical_accuracy"]),
+                         "95% CI": "", "tokens/query": ""})  # fmt: skip
     if outcome.confirmation:
         t = outcome.confirmation
         split = f"test (real run, {t['problems']} problems, {t['cache_hits']} cache hits)"
@@ -176,16 +175,33 @@ pre{{background:#f4f4f4;padding:1em}}</style>
 on accuracy vs $: {html.escape(_ids(data["front_usd"]))} (pareto.json lists all three fronts).</p>
 <h2>Chosen architecture</h2><p>{html.escape(outcome.chosen.config.label())}</p><pre>{chosen_yaml}</pre>
 <h2>Dev vs test</h2>{_table(dev_test)}
-<h2>Pool cost vs search cost</h2>{_table(cost_rows)}
-<p>search / pool = {costs["search_over_pool"]:.2f} (target ≤ 2 for ≥ 1,000 configurations). Stricter: everything
-generated after the eager build (on-demand judge scores and repair chains, and the extension) over the eager build =
-{costs["during_search_over_build"]:.2f}.</p>
+{_cost_html(outcome.costs)}
 <h2>Difficulty-adaptive compute vs the best fixed n</h2>{adaptive_html}
 <h2>Top configurations</h2>{_table(top_rows)}
-<h2>Notes</h2><p>{html.escape(NOTES)}</p><p>{html.escape(str(data["not_replayable"]))}.</p>
+<h2>Notes</h2><p>{html.escape(data["notes"])}</p><p>{html.escape(str(data["not_replayable"]))}.</p>
 </body></html>"""
     (outcome.run_dir / "report.html").write_text(page)
     return data
+
+
+def _cost_html(costs: dict[str, Any]) -> str:
+    if "fresh" in costs:
+        fresh = costs["fresh"]
+        rows = [{"what": f"dev evaluations of {fresh['configurations']} configurations", "tokens": f"{fresh['tokens']:.0f}",
+                 "spent (not served by the response cache)": f"{fresh['spent_tokens']:.0f}"}]  # fmt: skip
+        return f"<h2>Search cost</h2>{_table(rows)}<p>Every configuration was evaluated by a real eval on the dev split.</p>"
+    rows = [
+        {"what": "pool (samples, tests, judge, repair within the pool's sizes)", "tokens": costs["pool"]["tokens"],
+         "of which on demand during the search": costs["pool"]["during_search_tokens"],
+         "served by the response cache": costs["pool"]["tokens"] - costs["pool"]["fresh_tokens"]},
+        {"what": "search (extension: samples beyond the pool's n)", "tokens": costs["extension"]["tokens"],
+         "of which on demand during the search": costs["extension"]["during_search_tokens"],
+         "served by the response cache": costs["extension"]["tokens"] - costs["extension"]["fresh_tokens"]},
+    ]  # fmt: skip
+    return f"""<h2>Pool cost vs search cost</h2>{_table(rows)}
+<p>search / pool = {costs["search_over_pool"]:.2f} (target ≤ 2 for ≥ 1,000 configurations). Stricter: everything
+generated after the eager build (on-demand judge scores and repair chains, and the extension) over the eager build =
+{costs["during_search_over_build"]:.2f}.</p>"""
 
 
 def _ids(rows: list[dict[str, Any]]) -> str:

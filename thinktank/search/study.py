@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from thinktank.engine.engine import Engine
 from thinktank.eval.runner import run_eval, summarize
 from thinktank.eval.store import RunStore
 from thinktank.exceptions import ConfigError
-from thinktank.search.outcome import SearchOutcome, TrialResult, distinct, pareto_front
+from thinktank.search.outcome import Configuration, SearchOutcome, TrialResult, distinct, pareto_front
 from thinktank.search.pool import PoolProgress, PoolSpec, SamplePool
 from thinktank.search.replay import evaluate
 from thinktank.search.report import write_report
@@ -48,12 +48,17 @@ __all__ = [
     "SearchSettings",
     "TrialResult",
     "adaptive_vs_fixed",
+    "bind_identity",
     "choose",
+    "compare_runs",
+    "confirm",
+    "fill_study",
     "open_study",
     "pareto_front",
     "run_search",
     "run_study",
     "split_problems",
+    "trial_results",
 ]
 
 MIN_DEV = 10  # fewer dev problems cannot tell configurations apart (one problem = 10 points)
@@ -142,7 +147,7 @@ def open_study(run_dir: Path | None, settings: SearchSettings) -> optuna.Study:
     )
 
 
-def _bind(study: optuna.Study, identity: dict[str, Any]) -> None:
+def bind_identity(study: optuna.Study, identity: dict[str, Any]) -> None:
     stored = study.user_attrs.get("identity")
     if stored is None:
         study.set_user_attr("identity", identity)
@@ -153,13 +158,61 @@ def _bind(study: optuna.Study, identity: dict[str, Any]) -> None:
         )
 
 
-def _results(study: optuna.Study, budget: QueryBudget | None) -> list[TrialResult]:
+def trial_results(study: optuna.Study, budget: QueryBudget | None, space: type[BaseModel] = Config) -> list[TrialResult]:
+    """The study's finished trials, each configuration read back as `space` (the replay space's `Config` by default)."""
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         metrics = t.user_attrs["metrics"]
         feasible = budget is None or budget.cost(metrics) <= budget.limit
-        out.append(TrialResult(t.number, Config.model_validate(t.user_attrs["config"]), metrics, feasible))
+        config: Configuration = space.model_validate(t.user_attrs["config"])  # type: ignore[assignment]
+        out.append(TrialResult(t.number, config, metrics, feasible))
     return out
+
+
+async def fill_study(
+    study: optuna.Study,
+    settings: SearchSettings,
+    suggest_config: Callable[[optuna.Trial], Any],
+    metrics_of: Callable[[Any], Awaitable[dict[str, Any]]],
+    *,
+    baselines: Sequence[dict[str, Any]],
+    space: type[BaseModel],
+    progress: PoolProgress | None = None,
+    label: str = "trials",
+) -> None:
+    """Ask/tell until the study holds `settings.trials` finished trials; each distinct configuration is evaluated once.
+
+    A fresh study starts with `baselines` (trial params); a trial left running by a killed search is marked failed and
+    redone as a new one, every finished one is kept. The budget (when set) is each trial's constraint."""
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # interrupted mid-evaluation: redone as a new trial
+    if not study.trials:
+        for params in baselines:
+            study.enqueue_trial(params)
+    memo: dict[str, dict[str, Any]] = {r.config.key(): r.metrics for r in trial_results(study, None, space)}
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    budget = settings.budget
+    if progress:
+        progress.start(f"{label} ({done} done, {len(memo)} distinct)", max(0, settings.trials - done))
+    while done < settings.trials:
+        trial = study.ask()
+        try:
+            config = suggest_config(trial)
+            key = config.key()
+            if key not in memo:
+                memo[key] = await metrics_of(config)
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        metrics = memo[key]
+        trial.set_user_attr("config", config.model_dump(mode="json"))
+        trial.set_user_attr("metrics", metrics)
+        if budget is not None:
+            trial.set_constraint("budget", budget.cost(metrics) - budget.limit)
+        study.tell(trial, [metrics["accuracy"], metrics["tokens"]])
+        done += 1
+        if progress:
+            progress.advance()
 
 
 async def run_study(
@@ -175,40 +228,17 @@ async def run_study(
     """Run (or resume) the study until it holds `settings.trials` finished trials; returns them all."""
     study = open_study(run_dir, settings)
     limits = PoolLimits.of(pool.spec, next(iter(pool.problems.values())).kind, settings.max_n)
-    _bind(study, {"models": models, "dev": sorted(dev_ids), "draws": settings.draws, "seed": settings.seed,
+    bind_identity(study, {"models": models, "dev": sorted(dev_ids), "draws": settings.draws, "seed": settings.seed,
                   "sampler": settings.sampler, "max_n": settings.max_n, "pool": pool.spec.model_dump(mode="json")})  # fmt: skip
-    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # interrupted mid-evaluation: redone as a new trial
-    if not study.trials:
-        for params in baseline_params(models, limits):
-            study.enqueue_trial(params)
-    memo: dict[str, dict[str, Any]] = {r.config.key(): r.metrics for r in _results(study, None)}
-    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-    budget = settings.budget
-    if progress:
-        progress.start(f"trials ({done} done, {len(memo)} distinct)", max(0, settings.trials - done))
-    while done < settings.trials:
-        trial = study.ask()
-        try:
-            config = suggest(trial, models, limits)
-            key = config.key()
-            if key not in memo:
-                evaluation = await evaluate(pool, config, dev_ids, draws=settings.draws, seed=settings.seed,
-                                            prices=prices, slots=settings.slots)  # fmt: skip
-                memo[key] = evaluation.metrics()
-        except BaseException:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        metrics = memo[key]
-        trial.set_user_attr("config", config.model_dump(mode="json"))
-        trial.set_user_attr("metrics", metrics)
-        if budget is not None:
-            trial.set_constraint("budget", budget.cost(metrics) - budget.limit)
-        study.tell(trial, [metrics["accuracy"], metrics["tokens"]])
-        done += 1
-        if progress:
-            progress.advance()
-    return _results(study, budget)
+
+    async def metrics_of(config: Config) -> dict[str, Any]:
+        evaluation = await evaluate(pool, config, dev_ids, draws=settings.draws, seed=settings.seed, prices=prices,
+                                    slots=settings.slots)  # fmt: skip
+        return evaluation.metrics()
+
+    await fill_study(study, settings, lambda trial: suggest(trial, models, limits), metrics_of,
+                     baselines=baseline_params(models, limits), space=Config, progress=progress)  # fmt: skip
+    return trial_results(study, settings.budget)
 
 
 def choose(results: Sequence[TrialResult], budget: QueryBudget | None) -> TrialResult:
@@ -229,9 +259,10 @@ def choose(results: Sequence[TrialResult], budget: QueryBudget | None) -> TrialR
 
 def adaptive_vs_fixed(results: Sequence[TrialResult]) -> dict[str, Any] | None:
     """Difficulty-adaptive compute vs fixed n: the best adaptive configuration and the cheapest fixed-n one at its accuracy."""
-    pool = [r for r in distinct(results) if r.feasible and not r.config.cascade]
-    adaptive = [r for r in pool if r.config.adaptive]
-    fixed = [r for r in pool if not r.config.adaptive and r.config.stage.n > 1]
+    replayed = [(r, r.config) for r in distinct(results) if r.feasible and isinstance(r.config, Config)]  # not RAG's
+    configs = [(r, c) for r, c in replayed if not c.cascade]
+    adaptive = [r for r, c in configs if c.adaptive]
+    fixed = [r for r, c in configs if not c.adaptive and c.stage.n > 1]
     if not adaptive or not fixed:
         return None
     best = max(adaptive, key=lambda r: (r.accuracy, -r.tokens))
@@ -257,7 +288,7 @@ def _nominal_tokens(store: RunStore, ids: set[str]) -> tuple[int, float, float, 
 
 
 async def confirm(
-    engine: Engine, chosen: Config, yaml_path: Path, test: list[Problem], run_dir: Path, *, task: str, models: list[str],
+    engine: Engine, chosen: Configuration, yaml_path: Path, test: list[Problem], run_dir: Path, *, task: str, models: list[str],
     seed: int, slots: int, progress: PoolProgress | None = None, telemetry: TraceSink | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the chosen architecture for real on the test split (a fresh eval run; it may reuse the response cache)."""
