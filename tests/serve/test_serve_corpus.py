@@ -64,3 +64,17 @@ def test_a_corpus_request_without_a_kind_is_answered_as_qa(tmp_path):
     with serving(backend, RAG, corpus=str(tmp_path / "docs")) as live:
         response = live.client().chat.completions.create(model="rag", messages=USER)
         assert response.model_extra["thinktank"]["passages"] == ["docs/p0", "docs/p1", "docs/p2"]
+
+
+def test_a_retrieval_preset_streams_its_reader_and_reports_the_passages(tmp_path):
+    backend = WordStreamBackend(lambda request, i: "Answer: Quillmarsh, by the river")
+    with serving(backend, RAG, corpus=str(tmp_path / "docs")) as live:
+        stream = live.client().chat.completions.create(
+            model="rag", messages=USER, stream=True, extra_body={"thinktank": {"kind": KIND}}
+        )
+        chunks = list(stream)
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(deltas) > 1 and "".join(deltas) == "Answer: Quillmarsh, by the river"  # delta by delta, not at the end
+    assert "(p0)" in backend.requests[0].messages[-1]["content"]  # the grounded prompt streamed
+    extensions = [c.model_extra.get("thinktank") for c in chunks if c.model_extra.get("thinktank")]
+    assert extensions and extensions[-1]["passages"] == ["docs/p0", "docs/p1", "docs/p2"]

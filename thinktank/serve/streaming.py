@@ -1,11 +1,11 @@
 """Streaming: get an architecture's final answer to the client as early as it exists, as OpenAI SSE chunks.
 
-If the last layer is one `generate` node making one sample from one model, the architecture runs as usual
-with that node's one call streamed through `Engine.stream`, delta by delta; otherwise the architecture runs to
-the end and the chosen answer goes out the moment it is chosen. While the architecture works, an SSE comment
-(`: keep-alive`) goes out every `keepalive_s` so clients and proxies keep the connection. The run happens in
-its own task; closing the stream (the client went away) cancels that task and with it every outstanding
-backend call.
+If the last layer is one `generate` node making one sample from one model (or one such `read`, the reader of
+the retrieval presets), the architecture runs as usual with that node's one call streamed through
+`Engine.stream`, delta by delta; otherwise the architecture runs to the end and the chosen answer goes out the
+moment it is chosen. While the architecture works, an SSE comment (`: keep-alive`) goes out every `keepalive_s`
+so clients and proxies keep the connection. The run happens in its own task; closing the stream (the client
+went away) cancels that task and with it every outstanding backend call.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, Technique
 from thinktank.techniques.generate import Generate
+from thinktank.techniques.read import Read
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -53,12 +54,15 @@ Event = TextDelta | RunFinished
 
 
 def streamable_tail(arch: Architecture) -> Node | None:
-    """The last node, when it is one `generate` of one sample from one model that replaces the candidates."""
+    """The last node, when it is one `generate` of one sample from one model that replaces the candidates, or one
+    `read` of one sample from one model (retrieval QA: the generation over the passages the layers before found)."""
     last = arch.layers[-1]
     if len(last) != 1:
         return None
     technique = last[0].technique
     if isinstance(technique, Generate) and technique.n == 1 and len(technique.models) == 1 and not technique.keep_previous:
+        return last[0]
+    if isinstance(technique, Read) and technique.n == 1 and len(technique.models) == 1:
         return last[0]
     return None
 
@@ -72,13 +76,19 @@ class StreamedGenerate(Technique):
     """
 
     def __init__(self, tail: Node, emit: Emit[TextDelta]) -> None:
-        assert isinstance(tail.technique, Generate)
-        self.generate, self.name, self.emit = tail.technique, tail.name, emit
+        technique = tail.technique
+        self.reader = technique if isinstance(technique, Read) else None
+        generate = technique.generator() if isinstance(technique, Read) else technique
+        assert isinstance(generate, Generate)
+        self.generate = generate
+        self.name, self.emit = tail.name, emit
         self.model = self.generate.models[0]
         self.parts: list[str] = []
         self.failure: Exception | None = None
 
     async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
+        if self.reader is not None:
+            task = self.reader.ground(ctx, task, candidates)
         request = self.generate.request(task, self.model)
         try:
             async with contextlib.aclosing(ctx.engine.stream(request, ctx)) as deltas:

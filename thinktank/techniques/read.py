@@ -91,9 +91,14 @@ class Read(Technique):
         """Answer from `passages` in this order; the candidates' answers are extracted by the task's kind."""
         return await (generator or self.generator()).apply(ctx, grounded_task(task, passages), [])
 
-    async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
+    def ground(self, ctx: Context, task: TaskInput, candidates: Sequence[Candidate]) -> TaskInput:
+        """The task asked over the passages of `candidates` (the first k); their ids go in the node's notes (serving
+        streams a tail `read` through this too)."""
         passages = passages_of(candidates)[: self.k]
         ctx.node.notes["passages"] = [p.id for p in passages]
         if not passages:
             ctx.node.notes["closed_book"] = "no passage candidates in the input: asked the question alone"
-        return await self.read(ctx, task, passages)
+        return grounded_task(task, passages)
+
+    async def apply(self, ctx: Context, task: TaskInput, candidates: list[Candidate]) -> list[Candidate]:
+        return await self.generator().apply(ctx, self.ground(ctx, task, candidates), [])
