@@ -197,7 +197,7 @@ def load_backends(path: str | Path, environ: dict[str, str] | None = None) -> Ba
         for i, endpoint in enumerate(model.endpoints):
             if endpoint.url in seen:
                 where = locate(source, lines, "models", name, "endpoints", i, "url")
-                problems.append(f"{where}: models.{name}.endpoints[{i}]: {endpoint.url} is listed twice")
+                problems.append(f"{where}: models.{name}.endpoints[{i}].url: {endpoint.url} is listed twice")
             seen.add(endpoint.url)
             variable = endpoint.api_key_env or model.api_key_env
             if variable is None:
