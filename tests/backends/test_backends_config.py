@@ -79,7 +79,9 @@ async def test_a_good_file_gives_one_pool_per_model_with_its_kind_keys_and_price
 
 async def test_the_pool_sends_each_endpoints_key_and_model_name_and_checks_health_where_the_kind_says(tmp_path) -> None:
     with FakeOpenAIServer() as one, FakeOpenAIServer() as two:
-        path = write(tmp_path, f"""\
+        path = write(
+            tmp_path,
+            f"""\
             models:
               mine:
                 model: served-name
@@ -88,7 +90,8 @@ async def test_the_pool_sends_each_endpoints_key_and_model_name_and_checks_healt
                   - {{url: {one.base_url}, slots: 1}}
                   - {{url: {two.base_url}, slots: 1, api_key_env: KEY_TWO, model: other-name}}
             health_interval_s: 0.01
-        """)
+        """,
+        )
         pool = load_backends(path, environ={"KEY_ONE": "secret-1", "KEY_TWO": "secret-2"}).build()["mine"]
         async with pool:
             for i in range(12):
@@ -115,13 +118,16 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path) -> None:
 
 
 def test_an_unknown_key_names_its_line_and_the_keys_allowed_there(tmp_path) -> None:
-    message = error_of(tmp_path, """\
+    message = error_of(
+        tmp_path,
+        """\
         models:
           m:
             endpoints:
               - url: http://a/v1
                 slot: 4
-    """)
+    """,
+    )
     assert message == (
         "F:5: models.m.endpoints[0].slot: unknown key 'slot'; allowed here: url, slots, api_key_env, model, health_url"
     )
@@ -131,13 +137,16 @@ def test_an_unknown_key_names_its_line_and_the_keys_allowed_there(tmp_path) -> N
 
 
 def test_wrong_values_are_located(tmp_path) -> None:
-    message = error_of(tmp_path, """\
+    message = error_of(
+        tmp_path,
+        """\
         models:
           m:
             kind: tgi
             endpoints:
               - {url: "gpu1:8000/v1", slots: many}
-    """)
+    """,
+    )
     assert "F:3: models.m.kind: Input should be 'openai', 'vllm', 'sglang' or 'llama.cpp'" in message
     assert "F:5: models.m.endpoints[0].url: Value error, an http:// or https:// URL expected, got 'gpu1:8000/v1'" in message
     assert "F:5: models.m.endpoints[0].slots: Input should be a valid integer" in message

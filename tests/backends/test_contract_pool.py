@@ -43,7 +43,11 @@ class TestHTTPPoolContract(BackendContract):
     async def backend(self, fake_server: FakeOpenAIServer) -> AsyncIterator[PoolBackend]:
         with FakeOpenAIServer() as second:
             replicas = [
-                Replica(OpenAICompatBackend(s.base_url, max_retries=0, max_concurrency=2), 2, health=http_health(f"{s.base_url}/models"))
+                Replica(
+                    OpenAICompatBackend(s.base_url, max_retries=0, max_concurrency=2),
+                    2,
+                    health=http_health(f"{s.base_url}/models"),
+                )
                 for s in (fake_server, second)
             ]
             async with PoolBackend("m", replicas, retry_policy=FAST_RETRIES) as pool:
@@ -55,6 +59,8 @@ class TestHTTPPoolContract(BackendContract):
         if request.param != "not-listening":
             fake_server.default = Reply(status=503) if request.param == "always-503" else Reply.invalid_json()
             urls[1] = fake_server.base_url
-        replicas = [Replica(OpenAICompatBackend(u, max_retries=0, timeout_s=0.3), 2, health=http_health(f"{u}/models")) for u in urls]
+        replicas = [
+            Replica(OpenAICompatBackend(u, max_retries=0, timeout_s=0.3), 2, health=http_health(f"{u}/models")) for u in urls
+        ]
         async with PoolBackend("m", replicas, retry_policy=FAST_RETRIES, health_interval_s=60.0) as pool:
             yield pool  # type: ignore[misc]

@@ -61,7 +61,9 @@ def test_a_replica_killed_mid_eval_the_run_completes_on_the_other(tmp_path, repl
     doomed, survivor = replicas
     backends = tmp_path / "backends.yaml"
     backends.write_text(
-        "models:\n  smol:\n    kind: llama.cpp\n    model: " + SMALL_MODEL + "\n    endpoints:\n"
+        "models:\n  smol:\n    kind: llama.cpp\n    model: "
+        + SMALL_MODEL
+        + "\n    endpoints:\n"
         + "".join(f"      - {{url: {s.base_url}, slots: 2}}\n" for s in replicas)
         + "health_interval_s: 0.5\n"
     )
@@ -85,7 +87,7 @@ def test_a_replica_killed_mid_eval_the_run_completes_on_the_other(tmp_path, repl
         assert done_at_kill < PROBLEMS
         assert doomed.process is not None
         os.kill(doomed.process.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
