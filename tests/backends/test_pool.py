@@ -318,3 +318,23 @@ async def test_a_replica_going_out_wakes_the_calls_waiting_for_it() -> None:
     texts = [r.choices[0].text for r in await asyncio.gather(*calls)]
     assert all(t.startswith("b says") for t in texts)
     await pool.aclose()
+
+
+async def test_calls_wait_for_a_replica_first_come_first_served() -> None:
+    """A call of n seeded choices needs n free slots on one replica: single calls that came later do not pass it."""
+    caps = {"supports_native_n": True, "seeded_native_n": True, "max_n_per_call": 2}
+    a, b = Server("a", **caps), Server("b", **caps)
+    pool = make_pool(a, b, slots=2)
+    a.gate, b.gate = asyncio.Event(), asyncio.Event()
+    p, q = prompt_for("a", ["a", "b"]), prompt_for("b", ["a", "b"])
+    held = [asyncio.create_task(pool.generate(ask(p))), asyncio.create_task(pool.generate(ask(q)))]
+    await until(lambda: a.backend.in_flight == 1 and b.backend.in_flight == 1)
+    wide = asyncio.create_task(pool.generate(ask(p, n=2, seed=10)))  # no replica has 2 free: it waits
+    narrow = asyncio.create_task(pool.generate(ask(q, seed=20)))  # would fit on b, but came after
+    await until(lambda: len(pool._queue) == 2)  # both decided to wait
+    assert b.backend.in_flight == 1 and not narrow.done()
+    a.gate.set()  # a drains: the wide call runs there, then the narrow one goes on
+    assert len((await wide).choices) == 2
+    b.gate.set()
+    await asyncio.gather(*held, narrow)
+    assert [r.in_use for r in pool.replicas] == [0, 0] and not pool._queue

@@ -10,7 +10,7 @@ Routing. Every sample of one query has the same prompt, so it goes to the same r
 server's prefix cache is reused: the replicas are ranked by rendezvous hashing of the prompt (the
 messages and tools), and a call goes to the first live one in that order. When that replica is full
 it goes to the least-loaded live replica with room (outstanding slots / slots), and when none has
-room it waits for one. A replica runs at most `slots` at once; a call of n seeded choices (llama-server)
+room it waits for one, first come first served. A replica runs at most `slots` at once; a call of n seeded choices (llama-server)
 or n fanned-out calls holds n of them, as the engine's own slot accounting does.
 
 Failures. A call that fails because of its replica (unreachable, timed out, HTTP 502/503/504) takes
@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -161,6 +162,7 @@ class PoolBackend(Backend):
         self.health_timeout_s = health_timeout_s
         self._clock = clock
         self._waiters: list[asyncio.Future[None]] = []
+        self._queue: deque[object] = deque()  # the calls waiting for a replica, in arrival order
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._closed = False
 
@@ -259,25 +261,35 @@ class PoolBackend(Backend):
             return replica, weight, events, first
 
     async def _acquire(self, key: bytes, n: int, tried: list[Replica], last: Exception | None) -> tuple[Replica, int]:
-        """Wait for a live, untried replica with room for the call, and take its slots."""
+        """Wait for a live, untried replica with room for the call, and take its slots.
+
+        First come, first served (as `engine/slots.py`): the least-loaded choice spreads single calls evenly,
+        so a call of n seeded choices, which needs n free slots on one replica, would otherwise wait behind
+        them for as long as they keep coming."""
         ranked = sorted(self.replicas, key=lambda r: _rank(key, r.name), reverse=True)
-        while True:
-            self._check_open()
-            now = self._clock()
-            live = [r for r in ranked if r.up and r.cooling_until <= now and r not in tried]
-            if not live:
-                raise self._unavailable(last, now)
-            with_room = [r for r in live if r.slots - r.in_use >= r.weight(n)]
-            if with_room:
-                # the prompt's own replica if it has room, else the least loaded (rank order breaks ties)
-                replica = live[0] if live[0] in with_room else min(with_room, key=lambda r: r.in_use / r.slots)
-                weight = replica.weight(n)
-                replica.in_use += weight
-                replica.calls += 1
-                replica.peak_in_use = max(replica.peak_in_use, replica.in_use)
-                return replica, weight
-            cooling = [r.cooling_until - now for r in ranked if r.up and r.cooling_until > now and r not in tried]
-            await self._wait_for_change(min(cooling) if cooling else None)
+        ticket = object()
+        self._queue.append(ticket)
+        try:
+            while True:
+                self._check_open()
+                now = self._clock()
+                live = [r for r in ranked if r.up and r.cooling_until <= now and r not in tried]
+                if not live:
+                    raise self._unavailable(last, now)
+                with_room = [r for r in live if r.slots - r.in_use >= r.weight(n)] if self._queue[0] is ticket else []
+                if with_room:
+                    # the prompt's own replica if it has room, else the least loaded (rank order breaks ties)
+                    replica = live[0] if live[0] in with_room else min(with_room, key=lambda r: r.in_use / r.slots)
+                    weight = replica.weight(n)
+                    replica.in_use += weight
+                    replica.calls += 1
+                    replica.peak_in_use = max(replica.peak_in_use, replica.in_use)
+                    return replica, weight
+                cooling = [r.cooling_until - now for r in ranked if r.up and r.cooling_until > now and r not in tried]
+                await self._wait_for_change(min(cooling) if cooling else None)
+        finally:
+            self._queue.remove(ticket)
+            self._notify()  # the next in line decides now
 
     def _unavailable(self, last: Exception | None, now: float) -> Exception:
         if not any(r.up for r in self.replicas):
