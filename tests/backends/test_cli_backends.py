@@ -49,3 +49,18 @@ def test_a_bad_backends_file_fails_the_command_before_any_work_with_its_line(tmp
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"{bad}:4: models.m.endpoints[0].weight: unknown key 'weight'" in " ".join(out.stderr.split())
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_with_every_replica_down_stops_with_an_error_naming_each(tmp_path):
+    from fake_openai_server import unused_port
+
+    urls = [f"http://127.0.0.1:{unused_port()}/v1" for _ in range(2)]
+    backends = tmp_path / "backends.yaml"
+    backends.write_text("models:\n  m:\n    endpoints:\n" + "".join(f"      - {{url: {u}}}\n" for u in urls) + "max_retries: 1\n")
+    out = thinktank("eval", "--task", "gsm-symbolic", "--limit", 2, "-m", "m", "--backends", backends,
+                    "--run-dir", tmp_path / "run", "--no-cache")  # fmt: skip
+    flat = " ".join(out.stderr.split())
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "every replica of pool m is down" in flat
+    for url in urls:
+        assert f"{url}: BackendUnreachable: cannot reach backend at {url}/chat/completions" in flat
