@@ -172,7 +172,11 @@ async def test_a_failing_replica_fails_over_and_is_health_checked_out_and_back_i
         assert (await pool.generate(ask(p, seed=i))).choices[0].text.startswith("b says")
     assert len(a.backend.requests) == tried_on_a  # an out replica gets no calls
     await until(lambda: a.health_checks >= 2)  # polled while out, and still failing
-    assert not pool.replicas[0].up and "health check failed" in pool.replicas[0].reason
+    assert (
+        not pool.replicas[0].up
+        and "then its health check failed: " in pool.replicas[0].reason
+        and "cannot reach backend at a" in pool.replicas[0].reason
+    )
     a.down = False
     await until(lambda: pool.replicas[0].up)
     assert (await pool.generate(ask(p))).choices[0].text.startswith("a says")  # back in, affinity restored

@@ -12,7 +12,10 @@ import time
 
 import pytest
 
+from thinktank.backends.config import load_backends
 from thinktank.backends.llama_server import LlamaServer, server_metrics
+from thinktank.engine import Engine
+from thinktank.types import GenerationRequest
 
 from .conftest import SMALL_MODEL
 
@@ -100,3 +103,45 @@ def test_a_replica_killed_mid_eval_the_run_completes_on_the_other(tmp_path, repl
     flat = " ".join(stderr.split())
     assert f"replica {doomed.base_url} is out" in flat  # the pool said so, and went on
     assert time.monotonic() - started < 120
+
+
+async def test_one_query_stays_on_one_replica_and_a_stalled_replica_is_checked_out_and_back_in(tmp_path, replicas):
+    """Real servers: seeded samples of one prompt all run on one replica; that replica stalled (SIGSTOP) times out,
+    is taken out and polled, the call fails over; resumed (SIGCONT), its /health brings it back and affinity with it."""
+    backends = tmp_path / "backends.yaml"
+    backends.write_text(
+        "models:\n  smol:\n    kind: llama.cpp\n    timeout_s: 3\n    endpoints:\n"
+        + "".join(f"      - {{url: {s.base_url}, slots: 2}}\n" for s in replicas)
+        + "health_interval_s: 0.2\nhealth_timeout_s: 1\nmax_retries: 1\n"
+    )
+    pool = load_backends(backends).build()["smol"]
+    request = GenerationRequest.from_prompt("Name a colour.", "smol", max_tokens=8, temperature=0.8)
+    async with pool:
+        ctx = Engine({"smol": pool}).context()
+        before = [served(s) for s in replicas]
+        samples = [(await ctx.generate(request.with_(seed=seed)))[0] for seed in range(4)]
+        grew = [i for i, s in enumerate(replicas) if served(s) > before[i]]
+        assert len(grew) == 1  # the query's samples, asked one after another, all ran on one replica
+        assert all(c.usage.cached_prompt_tokens > 0 for c in samples[1:])  # which reused the prompt it had cached
+        home, other = grew[0], 1 - grew[0]
+        pid = replicas[home].process.pid  # type: ignore[union-attr]
+        other_before = served(replicas[other])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            response = await pool.generate(request.with_(seed=10))  # times out on home, fails over at once
+            assert response.choices[0].text and served(replicas[other]) > other_before
+            assert not pool.replicas[home].up and "BackendTimeout" in pool.replicas[home].reason
+            deadline = time.monotonic() + 20
+            while "health check timed out" not in pool.replicas[home].reason:  # polled, with a deadline, while stalled
+                assert time.monotonic() < deadline, pool.replicas[home].reason
+                await asyncio.sleep(0.05)
+            assert not pool.replicas[home].up
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while not pool.replicas[home].up:  # its /health answers again: back in
+            assert time.monotonic() < deadline, pool.replicas[home].reason
+            await asyncio.sleep(0.05)
+        home_before = served(replicas[home])
+        await pool.generate(request.with_(seed=11))
+        assert served(replicas[home]) > home_before  # and the prompt's calls go home again

@@ -95,8 +95,9 @@ class Replica:
     model: str | None = None
     in_use: int = field(default=0, init=False)
     up: bool = field(default=True, init=False)
-    #: why the replica is out (its last failure, then its last failed health check)
+    #: why the replica is out: the failure that took it out, and then its last failed health check
     reason: str = field(default="", init=False)
+    failure: str = field(default="", init=False)
     cooling_until: float = field(default=0.0, init=False)
     calls: int = field(default=0, init=False)
     peak_in_use: int = field(default=0, init=False)
@@ -339,7 +340,7 @@ class PoolBackend(Backend):
             self._take_out(replica, f"{type(exc).__name__}: {exc}")
 
     def _take_out(self, replica: Replica, reason: str) -> None:
-        replica.reason = reason
+        replica.failure = replica.reason = reason
         if not replica.up:
             return
         replica.up = False
@@ -360,12 +361,12 @@ class PoolBackend(Backend):
                     async with asyncio.timeout(self.health_timeout_s):
                         await replica.health()
             except TimeoutError:
-                replica.reason = f"health check timed out after {self.health_timeout_s:.1f}s"
+                replica.reason = f"{replica.failure}; then its health check timed out after {self.health_timeout_s:.1f}s"
                 continue
             except Exception as exc:
-                replica.reason = f"health check failed: {exc}"
+                replica.reason = f"{replica.failure}; then its health check failed: {exc}"
                 continue
-            replica.up, replica.reason, replica.cooling_until = True, "", 0.0
+            replica.up, replica.reason, replica.failure, replica.cooling_until = True, "", "", 0.0
             log.warning("%s: replica %s is back", self.name, replica.name)
             self._notify()
             return
