@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from thinktank._aio import gather_all
+from thinktank._yaml import locate, yaml_with_lines
 from thinktank.engine.engine import Context
 from thinktank.engine.trace import TraceNode
 from thinktank.exceptions import BudgetExceeded, ConfigError
@@ -150,39 +150,13 @@ def _own_copy(candidate: Candidate) -> Candidate:
 # --- building from a spec -------------------------------------------------------------------
 
 
-def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse YAML and remember the line of every mapping key / sequence item, by path."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: malformed YAML: {exc}") from exc
-    lines: dict[tuple[Any, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                lines[(*path, key.value)] = key.start_mark.line + 1
-                walk(value, (*path, key.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    if root is not None:
-        walk(root, ())
-    return yaml.safe_load(text), lines
-
-
 def build_architecture(
     spec: Any, default_models: list[str], *, source: str = "<spec>", lines: dict[tuple[Any, ...], int] | None = None
 ) -> Architecture:
     lines = lines or {}
 
     def where(*path: Any) -> str:
-        for cut in range(len(path), -1, -1):
-            if path[:cut] in lines:
-                return f"{source}:{lines[path[:cut]]}"
-        return source
+        return locate(source, lines, *path)
 
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list) or not spec["layers"]:
         raise ConfigError(f"{where()}: an architecture needs a non-empty `layers:` list")
@@ -295,5 +269,5 @@ def load_architecture(name_or_path: str, default_models: list[str]) -> Architect
                 f"unknown architecture {name_or_path!r}; presets: {', '.join(preset_names())} — or a path to a YAML file"
             )
         text, source = preset.read_text(), f"preset {name_or_path}"
-    spec, lines = _yaml_with_lines(text, source)
+    spec, lines = yaml_with_lines(text, source)
     return build_architecture(spec, default_models, source=source, lines=lines)

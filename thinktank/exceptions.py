@@ -9,6 +9,7 @@
     ├── BuildError                  llama-server could not be built (carries the log path)
     ├── BackendError                anything between us and an LLM server
     │   ├── BackendUnreachable      connection refused / DNS / reset      (retryable)
+    │   │   └── AllReplicasDown     every replica of a backend pool is down (names each, with why)
     │   ├── BackendTimeout          read/connect timeout                  (retryable)
     │   ├── BackendStatusError      HTTP 4xx/5xx (retryable: 408, 409, 429, 5xx)
     │   │   └── ContextLengthExceeded
@@ -81,6 +82,18 @@ class BackendError(ThinktankError):
 
 class BackendUnreachable(BackendError):
     pass
+
+
+class AllReplicasDown(BackendUnreachable):
+    """Every replica of a pool is out (failed calls, health checks not answering); `replicas` maps each to why.
+
+    Retryable like any unreachable server: the pool's health checks may bring one back before the retries end."""
+
+    def __init__(self, pool: str, replicas: dict[str, str]) -> None:
+        self.pool = pool
+        self.replicas = dict(replicas)
+        listed = "; ".join(f"{name}: {why}" for name, why in self.replicas.items())
+        super().__init__(f"every replica of {pool} is down ({listed})", pool)
 
 
 class BackendTimeout(BackendError):

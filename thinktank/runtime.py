@@ -1,8 +1,9 @@
 """Open an engine for a set of models: the wiring shared by `ask`, `eval`, `search` and `serve`.
 
-A model is served by, in order: the remote server given with `backend_url`; a
-long-lived embedded server started earlier with `thinktank backend start`; or an
-embedded llama-server started now and stopped when the block exits.
+A model is served by, in order: the pool a backends file (`--backends`) declares
+under its name; the remote server given with `backend_url`; a long-lived embedded
+server started earlier with `thinktank backend start`; or an embedded llama-server
+started now and stopped when the block exits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from thinktank._paths import cache_root
 from thinktank.backends.base import Backend
+from thinktank.backends.config import BackendsConfig
 from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
 from thinktank.engine import Engine, ResponseCache
@@ -34,6 +36,7 @@ async def open_engine(
     use_cache: bool = True,
     cache_path: Path | None = None,
     prices: PriceTable | None = None,
+    pools: BackendsConfig | None = None,
 ) -> AsyncIterator[Engine]:
     cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
     async with contextlib.AsyncExitStack() as stack:
@@ -41,10 +44,14 @@ async def open_engine(
             stack.callback(cache.close)
         backends: dict[str, Backend] = {}
         default: Backend | None = None
+        if pools is not None:
+            prices = pools.prices(prices)
+            for name, pool in pools.build().items():
+                backends[name] = await stack.enter_async_context(pool)
         if backend_url:
             default = await stack.enter_async_context(OpenAICompatBackend(backend_url, api_key=api_key))
         else:
-            for ref in dict.fromkeys(models):
+            for ref in dict.fromkeys(m for m in models if m not in backends):
                 label = model_label(ref)
                 state = find_running(label)
                 if state is not None:

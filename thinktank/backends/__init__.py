@@ -2,7 +2,17 @@
 
 from thinktank.backends.base import Backend, Capabilities, StreamEvent
 from thinktank.backends.openai_compat import OpenAICompatBackend
+from thinktank.backends.pool import PoolBackend, Replica
 from thinktank.backends.retry import RetryPolicy
 from thinktank.backends.scripted import ScriptedBackend
 
-__all__ = ["Backend", "Capabilities", "OpenAICompatBackend", "RetryPolicy", "ScriptedBackend", "StreamEvent"]
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "OpenAICompatBackend",
+    "PoolBackend",
+    "Replica",
+    "RetryPolicy",
+    "ScriptedBackend",
+    "StreamEvent",
+]

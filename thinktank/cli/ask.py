@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import console, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, ModelOpt, PricesOpt
+from thinktank.cli.common import console, load_backends, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, ModelOpt, PricesOpt
 from thinktank.models.packs import DEFAULT_MODEL
 
 
@@ -20,6 +20,7 @@ def ask(
     max_tokens: Annotated[int, typer.Option(min=1, max=32768)] = 256,
     seed: Annotated[int | None, typer.Option(help="Base seed; sample i uses seed+i.")] = None,
     backend: BackendOpt = None,
+    backends: BackendsOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
     prices: PricesOpt = None,
@@ -28,17 +29,18 @@ def ask(
     from thinktank.runtime import open_engine
     from thinktank.types import GenerationRequest
 
+    pools = load_backends(backends)
     if backend is None:
-        prepare_local([model])
+        prepare_local([model], pools)
 
     async def go() -> None:
         async with open_engine(
-            [model], backend_url=backend, api_key=os.environ.get(api_key_env), use_cache=not no_cache
+            [model], backend_url=backend, api_key=os.environ.get(api_key_env), use_cache=not no_cache, pools=pools
         ) as engine:
             ctx = engine.context(use_cache=not no_cache)
             request = GenerationRequest.from_prompt(
                 prompt,
-                served_names([model], backend)[0],
+                served_names([model], backend, pools)[0],
                 n=n,
                 temperature=temperature,
                 max_tokens=max_tokens,

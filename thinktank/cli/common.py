@@ -33,9 +33,17 @@ def exit_code(exc: BaseException) -> int | None:
     return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), None)
 
 
-def served_names(refs: Iterable[str], backend: str | None) -> list[str]:
-    """The names the engine knows models by: a pack's (or GGUF file's) label when served locally, else as given."""
-    return [model_label(m) if backend is None else m for m in refs]
+def served_names(refs: Iterable[str], backend: str | None, pools: Any = None) -> list[str]:
+    """The names the engine knows models by: a pack's (or GGUF file's) label when served locally, else as given
+    (a name a `--backends` file declares is its pool's)."""
+    return [model_label(m) if backend is None and not (pools and m in pools) else m for m in refs]
+
+
+def load_backends(path: Path | None) -> Any:
+    """The validated `--backends` file (a `BackendsConfig`), or None; a bad file fails here, before any work."""
+    from thinktank.backends.config import load_backends as load
+
+    return load(path) if path else None
 
 
 def load_prices(path: Path | None) -> Any:
@@ -81,11 +89,15 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def prepare_local(models: list[str]) -> None:
-    """Pull model packs and build llama-server up front, with progress, before any server starts."""
+def prepare_local(models: list[str], pools: Any = None) -> None:
+    """Pull model packs and build llama-server up front, with progress, before any server starts (a model a
+    `--backends` file declares is served by its pool: nothing to prepare)."""
     from thinktank.backends.llama_build import ensure_llama_server, good_binary
     from thinktank.models.packs import pull, resolve
 
+    models = [m for m in models if not (pools and m in pools)]
+    if not models:
+        return
     for ref in models:
         if ref not in PACKS:
             resolve(ref)  # unknown names and bad GGUF paths fail here, before any build

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 
@@ -38,6 +38,7 @@ def eval_command(
     concurrency: Annotated[int | None, typer.Option(min=1, help="Problems in flight (default: backend slots).")] = None,
     max_tokens_per_query: Annotated[int | None, typer.Option(min=1, help="Token budget per problem.")] = None,
     backend: BackendOpt = None,
+    backends: BackendsOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     slots: SlotsOpt = 4,
     no_cache: NoCacheOpt = False,
@@ -55,11 +56,12 @@ def eval_command(
     from thinktank.telemetry import exporting, resolve_endpoint
 
     resolve_endpoint(otlp)  # a malformed URL fails before any work
+    pools = load_backends(backends)
     problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
-    names = served_names(model, backend)
+    names = served_names(model, backend, pools)
     architecture = load_architecture(arch, names)
     if backend is None:
-        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])))
+        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])), pools)
     run_dir = run_dir or default_run_dir(task, model, arch)
     store = RunStore(run_dir)
     config = {
@@ -90,6 +92,7 @@ def eval_command(
             slots=slots,
             use_cache=not no_cache,
             prices=load_prices(prices),
+            pools=pools,
         ) as engine:
             columns = (
                 TextColumn("[bold]{task.description}"),
@@ -111,7 +114,7 @@ def eval_command(
                     problems,
                     store,
                     budget=budget,
-                    concurrency=concurrency or slots,
+                    concurrency=concurrency or max(slots, pools.slots(architecture.models or names) if pools else 0),
                     on_problem=tick,
                     telemetry=telemetry,
                 )

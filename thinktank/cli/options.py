@@ -14,6 +14,14 @@ BackendOpt = Annotated[
         "--backend", help="Base URL of an OpenAI-compatible server (e.g. http://host:8000/v1). Default: embedded llama-server."
     ),
 ]
+BackendsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--backends",
+        help="YAML file of models served by pools of endpoints (URLs, API-key variables, slots, prices; vLLM, SGLang,"
+        " llama.cpp, OpenAI): those names are routed to their pools, others as without it. See docs/architecture.md.",
+    ),
+]
 ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the remote server's API key.")]
 PricesOpt = Annotated[
     Path | None,

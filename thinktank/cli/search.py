@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 
 
 class _SearchBars:
@@ -68,6 +68,7 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the dev/test split (= eval --sample dev+test --seed), draws, sampler.")] = 0,
     slots: SlotsOpt = 4,
     backend: BackendOpt = None,
+    backends: BackendsOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     prices: PricesOpt = None,
     no_confirm: Annotated[bool, typer.Option("--no-confirm", help="Skip the confirmation run on the test split.")] = False,
@@ -101,10 +102,11 @@ def search(
     dev_problems, test_problems = split_problems(  # as `eval --sample dev+test --seed` loads them
         load_problems(task, seed=seed), dev, test, seed, min_test=0 if no_confirm else MIN_TEST
     )
-    names = served_names(refs, backend)
+    pools = load_backends(backends)
+    names = served_names(refs, backend, pools)
     if backend is None:
-        prepare_local(refs)  # unknown models and missing packs fail here, before any work
-    greedy = served_names((m for m in greedy_models.split(",") if m.strip()), backend)
+        prepare_local(refs, pools)  # unknown models and missing packs fail here, before any work
+    greedy = served_names((m for m in greedy_models.split(",") if m.strip()), backend, pools)
     if unknown := [m for m in greedy if m not in names]:
         raise ConfigError(f"--greedy-models {', '.join(unknown)} not in --models")
     spec = PoolSpec(
@@ -117,7 +119,7 @@ def search(
     )
     settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n)
     run_dir = run_dir or Path("runs") / f"search-{Path(task).stem}-{'+'.join(names)}"
-    price_table = load_prices(prices)
+    price_table = pools.prices(load_prices(prices)) if pools else load_prices(prices)
 
     async def go() -> Any:
         with exporting(otlp) as telemetry:
@@ -125,7 +127,7 @@ def search(
 
     async def run(telemetry: Any) -> Any:
         async with open_engine(refs, backend_url=backend, api_key=os.environ.get(api_key_env), slots=slots,
-                               use_cache=not no_cache, prices=price_table) as engine:  # fmt: skip
+                               use_cache=not no_cache, prices=price_table, pools=pools) as engine:  # fmt: skip
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TimeRemainingColumn())  # fmt: skip
             with Progress(*columns, console=err_console) as bars:

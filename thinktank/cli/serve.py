@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import console, err_console, load_prices, prepare_local, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, served_names
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS
 
 
@@ -24,6 +24,7 @@ def serve(
         DEFAULT_MODEL
     ],
     backend: BackendOpt = None,
+    backends: BackendsOpt = None,
     backend_api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     slots: SlotsOpt = 4,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -60,7 +61,8 @@ def serve(
     if corpus is not None and not corpus.exists():
         raise typer.BadParameter(f"{corpus} does not exist", param_hint="--corpus")
     resolve_endpoint(otlp)  # a malformed URL fails before any work
-    names = served_names(model, backend)
+    pools = load_backends(backends)
+    names = served_names(model, backend, pools)
     if arch:
         architectures = [load_architecture(a, names) for a in arch]
     else:  # every preset whose models are here (or can be pulled: the defaults)
@@ -71,7 +73,7 @@ def serve(
     if backend is None:
         refs = [ref for ref, name in zip(model, names, strict=True) if name in used]
         used = list(dict.fromkeys([*refs, *(m for m in used if m not in names)]))
-        prepare_local([m for m in used if m in PACKS or m in model])
+        prepare_local([m for m in used if m in PACKS or m in model], pools)
     api_key = os.environ.get(api_key_env) or None
     if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
@@ -94,6 +96,7 @@ def serve(
         slots=slots,
         use_cache=not no_cache,
         prices=load_prices(prices),
+        pools=pools,
     )
     with exporting(otlp, service_name="thinktank-serve") as telemetry:
         application = create_app(engine, architectures, settings, telemetry)
