@@ -9,21 +9,33 @@ started now and stopped when the block exits.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from thinktank._paths import cache_root
+from thinktank._postgres import is_postgres_url
 from thinktank.backends.base import Backend
 from thinktank.backends.config import BackendsConfig
 from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
-from thinktank.engine import Engine, ResponseCache
+from thinktank.engine import Engine
+from thinktank.engine.cache import open_cache
 from thinktank.models.packs import model_label
 from thinktank.usage import PriceTable
+
+CACHE_URL_ENV = "THINKTANK_CACHE_URL"
 
 
 def default_cache_path() -> Path:
     return cache_root() / "responses.sqlite"
+
+
+def cache_location(given: str | Path | None = None) -> str | Path:
+    """Where the response cache is: `given` (a path or postgresql:// URL), else $THINKTANK_CACHE_URL, else the
+    SQLite file under the cache root. A URL comes back as a str, a file as a Path."""
+    location = given or os.environ.get(CACHE_URL_ENV) or default_cache_path()
+    return location if isinstance(location, str) and is_postgres_url(location) else Path(location)
 
 
 @contextlib.asynccontextmanager
@@ -34,14 +46,15 @@ async def open_engine(
     api_key: str | None = None,
     slots: int = 4,
     use_cache: bool = True,
-    cache_path: Path | None = None,
+    cache_path: str | Path | None = None,
     prices: PriceTable | None = None,
     pools: BackendsConfig | None = None,
 ) -> AsyncIterator[Engine]:
-    cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
+    """`cache_path`: a SQLite file or a postgresql:// URL shared with other processes (see `cache_location`)."""
     async with contextlib.AsyncExitStack() as stack:
+        cache = await open_cache(cache_location(cache_path)) if use_cache else None
         if cache is not None:
-            stack.callback(cache.close)
+            stack.push_async_callback(cache.aclose)
         backends: dict[str, Backend] = {}
         default: Backend | None = None
         if pools is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from thinktank.cli.common import console, load_backends, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, ModelOpt, PricesOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, ModelOpt, PricesOpt
 from thinktank.models.packs import DEFAULT_MODEL
 
 
@@ -23,6 +23,7 @@ def ask(
     backends: BackendsOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    cache: CacheOpt = None,
     prices: PricesOpt = None,
 ) -> None:
     """Ask one question through the engine; prints the answer(s) and a usage line."""
@@ -35,7 +36,12 @@ def ask(
 
     async def go() -> None:
         async with open_engine(
-            [model], backend_url=backend, api_key=os.environ.get(api_key_env), use_cache=not no_cache, pools=pools
+            [model],
+            backend_url=backend,
+            api_key=os.environ.get(api_key_env),
+            use_cache=not no_cache,
+            pools=pools,
+            cache_path=cache,
         ) as engine:
             ctx = engine.context(use_cache=not no_cache)
             request = GenerationRequest.from_prompt(

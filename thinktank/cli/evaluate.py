@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 
@@ -42,6 +42,7 @@ def eval_command(
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     slots: SlotsOpt = 4,
     no_cache: NoCacheOpt = False,
+    cache: CacheOpt = None,
     prices: PricesOpt = None,
     otlp: OtlpOpt = None,
 ) -> None:
@@ -91,6 +92,7 @@ def eval_command(
             api_key=os.environ.get(api_key_env),
             slots=slots,
             use_cache=not no_cache,
+            cache_path=cache,
             prices=load_prices(prices),
             pools=pools,
         ) as engine:

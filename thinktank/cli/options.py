@@ -32,6 +32,15 @@ PricesOpt = Annotated[
 
 
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not use the response cache.")]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Response cache: a SQLite file, or a postgresql://user@host:port/db URL shared by processes and machines"
+        " (identical misses make one backend call across all of them; needs thinktank[postgres])."
+        " Default: $THINKTANK_CACHE_URL, else responses.sqlite in the cache dir.",
+    ),
+]
 SlotsOpt = Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")]
 OtlpOpt = Annotated[
     str | None,

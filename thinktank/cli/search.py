@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 
 
 class _SearchBars:
@@ -76,6 +76,7 @@ def search(
         list[Path] | None, typer.Option("--compare-runs", help="Eval run dir to compare on the test split; repeat for several.")
     ] = None,
     no_cache: NoCacheOpt = False,
+    cache: CacheOpt = None,
     otlp: OtlpOpt = None,
 ) -> None:
     """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems."""
@@ -127,7 +128,7 @@ def search(
 
     async def run(telemetry: Any) -> Any:
         async with open_engine(refs, backend_url=backend, api_key=os.environ.get(api_key_env), slots=slots,
-                               use_cache=not no_cache, prices=price_table, pools=pools) as engine:  # fmt: skip
+                               use_cache=not no_cache, cache_path=cache, prices=price_table, pools=pools) as engine:  # fmt: skip
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TimeRemainingColumn())  # fmt: skip
             with Progress(*columns, console=err_console) as bars:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS
 
 
@@ -38,6 +38,7 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may run (queueing excluded); then 504.")] = 600.0,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body; larger: 413.")] = 1 << 20,
     no_cache: NoCacheOpt = False,
+    cache: CacheOpt = None,
     prices: PricesOpt = None,
     corpus: Annotated[
         Path | None,
@@ -95,6 +96,7 @@ def serve(
         api_key=os.environ.get(backend_api_key_env),
         slots=slots,
         use_cache=not no_cache,
+        cache_path=cache,
         prices=load_prices(prices),
         pools=pools,
     )

@@ -1,20 +1,32 @@
-"""Persistent response cache in SQLite, one row per sample.
+"""The persistent response cache, one row per sample: SQLite by default, PostgreSQL to share it.
 
 The key covers everything that changes the distribution of one sample: model, messages,
 sampling parameters and the sample's index (so n=8 after n=4 reuses four and makes four).
-Exact caching is the right default for code, SQL and math (vCache). The DB runs in WAL
-mode; reads and writes are single-row and fast enough to do inline on the event loop.
+Exact caching is the right default for code, SQL and math (vCache).
+
+`SampleCache` is what the engine asks of a cache: batched `lookup` and `store`, and `lead`,
+which makes the caller the one that computes some keys. `ResponseCache` is the SQLite file
+(WAL mode; its reads and writes are single-row and fast enough to do inline on the event
+loop, so its async methods never suspend); it serves one process, whose engine coalesces
+identical misses itself. `PostgresCache` (`pg_cache.py`) is shared by processes and
+machines, and its `lead` coalesces identical misses across all of them.
+
+    cache = await open_cache("postgresql://thinktank@db:5432/thinktank")   # or a file path
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from thinktank._postgres import is_postgres_url
 from thinktank._sqlite import open_sqlite
 from thinktank.exceptions import CacheError
 from thinktank.types import GenerationRequest
@@ -66,11 +78,62 @@ class CachedSample:
     cost_usd: float
 
 
-class ResponseCache:
-    """`ResponseCache(path)`; a corrupt or foreign file raises `CacheError` naming the path."""
+@dataclass
+class Lead:
+    """The keys a caller now computes alone: `found` holds those another caller finished while this one waited
+    for them; write the rest with `store`, inside the `lead` block, so waiters find them when it ends."""
+
+    found: dict[str, CachedSample]
+    store: Callable[[str, Mapping[str, CachedSample]], Awaitable[None]]
+    waited: bool = field(default=False)  # another process held some of the keys when this one asked
+
+
+class SampleCache(ABC):
+    """What the engine asks of a response cache. `location` names it in messages (a path, or a masked URL)."""
+
+    location: str
+
+    @abstractmethod
+    async def lookup(self, keys: Sequence[str]) -> dict[str, CachedSample]:
+        """The cached samples among `keys`."""
+
+    @abstractmethod
+    async def store(self, model: str, samples: Mapping[str, CachedSample]) -> None:
+        """Write samples (replacing any with the same key)."""
+
+    @contextlib.asynccontextmanager
+    async def lead(self, keys: Sequence[str]) -> AsyncIterator[Lead]:
+        """Make the caller the only one computing `keys` until the block ends (default: nobody else shares this
+        cache, so nothing to wait for). An error inside the block writes nothing: waiters then compute themselves."""
+        yield Lead({}, self.store)
+
+    @abstractmethod
+    async def count(self) -> int:
+        """How many samples are cached."""
+
+    @abstractmethod
+    async def purge(self) -> int:
+        """Delete every cached sample; return how many there were."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+async def open_cache(location: str | Path) -> SampleCache:
+    """The cache at `location`: a postgresql:// URL (needs thinktank[postgres]) or a SQLite file path."""
+    if isinstance(location, str) and is_postgres_url(location):
+        from thinktank.engine.pg_cache import PostgresCache
+
+        return await PostgresCache.open(location)
+    return ResponseCache(location)
+
+
+class ResponseCache(SampleCache):
+    """`ResponseCache(path)`, the SQLite file; a corrupt or foreign file raises `CacheError` naming the path."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         self._db = open_sqlite(
             self.path,
             _SCHEMA,
@@ -109,6 +172,27 @@ class ResponseCache:
             )
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"response cache {self.path} failed on write: {exc}") from exc
+
+    async def lookup(self, keys: Sequence[str]) -> dict[str, CachedSample]:
+        found = {}
+        for key in dict.fromkeys(keys):
+            sample = self.get(key)
+            if sample is not None:
+                found[key] = sample
+        return found
+
+    async def store(self, model: str, samples: Mapping[str, CachedSample]) -> None:
+        for key, sample in samples.items():
+            self.put(key, model, sample)
+
+    async def count(self) -> int:
+        return len(self)
+
+    async def purge(self) -> int:
+        return self.clear()
+
+    async def aclose(self) -> None:
+        self.close()
 
     def __len__(self) -> int:
         (count,) = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()

@@ -1,7 +1,8 @@
 """The engine: every LLM call of thinktank goes through `Engine.generate`.
 
 It owns what techniques must not re-implement: routing a model name to a backend,
-the response cache with single-flight for concurrent identical misses, fan-out of
+the response cache with single-flight for concurrent identical misses (in this process by
+a future per key; across processes through a shared cache's `lead`), fan-out of
 `n` samples under a per-backend concurrency limit, budgets, and accounting into the
 trace. Techniques receive a `Context` (engine + this query's budget + trace node).
 
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from thinktank._aio import gather_all
 from thinktank.backends.base import Backend, StreamEvent
 from thinktank.engine.budget import Budget, BudgetTracker
-from thinktank.engine.cache import CachedSample, ResponseCache, cache_key
+from thinktank.engine.cache import CachedSample, SampleCache, cache_key
 from thinktank.engine.resources import Resources
 from thinktank.engine.slots import Slots
 from thinktank.engine.trace import CallRecord, TraceNode
@@ -37,7 +38,7 @@ class Engine:
         backends: Mapping[str, Backend],
         *,
         default_backend: Backend | None = None,
-        cache: ResponseCache | None = None,
+        cache: SampleCache | None = None,
         prices: PriceTable | None = None,
         resources: Resources | None = None,
     ) -> None:
@@ -105,11 +106,11 @@ class Engine:
         misses: list[int] = []
         waits: dict[int, asyncio.Future[Completion]] = {}
         keys = {i: cache_key(request, i) for i in range(request.n)} if use_cache else {}
-        for i in range(request.n):
+        found = await self.cache.lookup(list(keys.values())) if use_cache else {}  # type: ignore[union-attr]
+        for i in range(request.n):  # no await from here to the futures' registration: in-process single flight
             if use_cache:
-                hit = self._cache_hit(request, i, keys[i], ctx)
-                if hit is not None:
-                    results[i] = hit
+                if keys[i] in found:
+                    results[i] = self._cache_hit(request, i, found[keys[i]], ctx)
                     continue
                 if keys[i] in self._in_flight:
                     waits[i] = self._in_flight[keys[i]]
@@ -121,16 +122,15 @@ class Engine:
         for i in misses:
             if use_cache:
                 owned[keys[i]] = self._in_flight[keys[i]] = loop.create_future()
-        calls = [self._call(backend, request, unit, ctx) for unit in self._units(backend, request, misses)]
+        leading = [self._lead(backend, request, misses, keys, ctx)] if use_cache and misses else []
+        calls = [self._call(backend, request, unit, ctx) for unit in self._units(backend, request, misses)] if not leading else []
         waiting = [self._await_leader(fut, request, i, ctx) for i, fut in waits.items()]
         try:
-            for batch in await gather_all([*calls, *waiting]):
+            for batch in await gather_all([*leading, *calls, *waiting]):
                 for completion in batch:
                     results[completion.sample_index] = completion
             for i in misses:
                 if use_cache:
-                    if _cacheable(results[i]):
-                        self.cache.put(keys[i], request.model, _to_cached(results[i]))  # type: ignore[union-attr]
                     owned[keys[i]].set_result(results[i])
         finally:
             for key, fut in owned.items():
@@ -138,6 +138,24 @@ class Engine:
                     fut.cancel()  # waiters see the owner gave up and make the call themselves
                 self._in_flight.pop(key, None)
         return [results[i] for i in range(request.n)]
+
+    async def _lead(
+        self, backend: Backend, request: GenerationRequest, misses: list[int], keys: dict[int, str], ctx: Context
+    ) -> list[Completion]:
+        """Compute this process's misses as their only computer among every process sharing the cache.
+
+        A shared cache's `lead` may wait for another process computing some of the keys and then find them
+        cached; the rest are called here and written inside the lead, so that process's waiters find them. This
+        coroutine depends on no other caller's future, so a lead never waits on something that waits on it.
+        """
+        assert self.cache is not None
+        async with self.cache.lead([keys[i] for i in misses]) as lead:
+            done = [self._cache_hit(request, i, lead.found[keys[i]], ctx) for i in misses if keys[i] in lead.found]
+            todo = [i for i in misses if keys[i] not in lead.found]
+            made = [c for batch in await gather_all(self._call(backend, request, unit, ctx)
+                                                    for unit in self._units(backend, request, todo)) for c in batch]  # fmt: skip
+            await lead.store(request.model, {keys[c.sample_index]: _to_cached(c) for c in made if _cacheable(c)})
+        return done + made
 
     async def stream(self, request: GenerationRequest, ctx: Context) -> AsyncGenerator[str, None]:
         """Yield one sample's text as the backend generates it, accounted like a `generate` call with n=1.
@@ -150,9 +168,9 @@ class Engine:
             raise ValueError(f"Engine.stream makes one sample, got n={request.n}; use generate for several")
         request, backend = self._prepare(request, ctx)
         key = cache_key(request, 0) if ctx.use_cache and self.cache is not None else None
-        hit = self._cache_hit(request, 0, key, ctx) if key is not None else None
+        hit = (await self.cache.lookup([key])).get(key) if key is not None and self.cache is not None else None
         if hit is not None:
-            yield hit.text
+            yield self._cache_hit(request, 0, hit, ctx).text
             return
         started = ctx.node.now()
         record = _call_record(request, backend.name, [0], started)
@@ -189,7 +207,7 @@ class Engine:
             ctx.node.notes["usage_estimated"] = "the server reported no usage for a stream; completion tokens counted from it"
         ctx.budget.record(record.usage)
         if key is not None and _cacheable(completion):
-            self.cache.put(key, request.model, _to_cached(completion))  # type: ignore[union-attr]
+            await self.cache.store(request.model, {key: _to_cached(completion)})  # type: ignore[union-attr]
 
     async def embed(self, request: EmbeddingRequest, ctx: Context) -> EmbeddingResponse:
         """Embed `request.texts` in one backend call, accounted in `ctx`'s trace node like a generation (prompt
@@ -288,10 +306,7 @@ class Engine:
             )  # fmt: skip
         return completions
 
-    def _cache_hit(self, request: GenerationRequest, index: int, key: str, ctx: Context) -> Completion | None:
-        sample = self.cache.get(key) if self.cache else None
-        if sample is None:
-            return None
+    def _cache_hit(self, request: GenerationRequest, index: int, sample: CachedSample, ctx: Context) -> Completion:
         usage = Usage(cache_hits=1, saved_tokens=sample.prompt_tokens + sample.completion_tokens, saved_usd=sample.cost_usd)
         ctx.node.calls.append(
             CallRecord(request.model, "cache", [index], usage, "cached", ctx.node.now(), 0.0, [sample.finish_reason])
