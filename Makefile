@@ -37,6 +37,7 @@ run: engine
 
 test: install
 	bash scripts/ensure_browser.sh
+	bash scripts/ensure_postgres.sh
 	$(BIN)/thinktank backend build
 	$(BIN)/thinktank models pull smollm2-135m-instruct
 	$(BIN)/thinktank models pull qwen2.5-coder-0.5b-instruct
