@@ -101,6 +101,14 @@ class Connections:
             try:
                 yield conn
                 healthy = not conn.closed and conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
+            except BaseException as exc:
+                if isinstance(exc.__cause__ or exc, self._psycopg.OperationalError):
+                    # the server went away (or restarted): the idle connections are as dead as this one, so the next
+                    # caller connects afresh instead of failing once per stale connection
+                    idle, self._idle = self._idle, []
+                    for stale in idle:
+                        await _close_quietly(stale)
+                raise
             finally:
                 if healthy and not self._closed:
                     self._idle.append(conn)
