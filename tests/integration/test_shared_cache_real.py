@@ -1,0 +1,61 @@
+"""The shared cache with the real parts: `thinktank ask` processes, a real llama-server, a real PostgreSQL server.
+
+Three processes ask the real smollm2 server the same uncached question through one PostgreSQL cache; the server's
+own /metrics say it generated the answer once. To make the processes overlap for sure, the test holds the schema
+lock every cache open takes, until all three wait on it, then lets them go together.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from .conftest import SMALL_MODEL, server_metrics
+from thinktank._postgres import _SCHEMA_LOCK
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+def waiting_on(conn: psycopg.Connection, lock: int) -> int:
+    unsigned = lock & ((1 << 64) - 1)
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s AND objid = %s",
+        (unsigned >> 32, unsigned & 0xFFFFFFFF),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.timeout(300)
+def test_ask_processes_sharing_a_postgres_cache_make_one_call_to_llama_server(small_server, postgres_url):
+    processes = 3
+    before = server_metrics(small_server)["llamacpp:tokens_predicted_total"]
+    argv = [sys.executable, "-m", "thinktank.cli", "ask", "Count from 1 to 40 in words, one per line.",
+            "-m", SMALL_MODEL, "--backend", small_server.base_url, "--temperature", "0.7", "--seed", "5",
+            "--max-tokens", "64", "--cache", postgres_url]  # fmt: skip
+    env = dict(os.environ, COLUMNS="200")
+    with psycopg.connect(postgres_url, autocommit=True) as gate, psycopg.connect(postgres_url, autocommit=True) as probe:
+        gate.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        workers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                   for _ in range(processes)]  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while waiting_on(probe, _SCHEMA_LOCK) < processes:
+                assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+                time.sleep(0.05)
+            gate.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))  # all three go at once
+            outputs = [w.communicate(timeout=180) for w in workers]
+        finally:
+            for w in workers:
+                w.kill()
+        assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
+        rows = probe.execute("SELECT text, completion_tokens FROM thinktank_responses").fetchall()
+    assert len(rows) == 1
+    text, completion_tokens = rows[0]
+    assert completion_tokens > 0 and all(text.strip()[:40] in out for out, _ in outputs)
+    spent = server_metrics(small_server)["llamacpp:tokens_predicted_total"] - before
+    assert spent == completion_tokens  # one generation, not three
