@@ -285,3 +285,31 @@ def test_lock_ids_of_real_keys_are_what_the_server_reports(postgres_url):
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
         row = conn.execute("SELECT classid::bigint, objid::bigint, objsubid FROM pg_locks WHERE locktype = 'advisory'").fetchone()
     assert row == (unsigned >> 32, unsigned & 0xFFFFFFFF, 1)
+
+
+async def test_a_cancelled_waiter_stops_waiting_on_the_server_and_the_cache_still_works(postgres_url):
+    """A served request that times out while another process computes its sample: nothing keeps waiting."""
+    request = GenerationRequest.from_prompt("p", "m", seed=0)
+    cache = await PostgresCache.open(postgres_url)
+    backend = ScriptedBackend(seeded)
+    engine = Engine({"m": backend}, cache=cache)
+    try:
+        with psycopg.connect(postgres_url) as holder:  # another process's lead holds the key's lock
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id(cache_key(request, 0)),))
+            task = asyncio.create_task(engine.context().generate(request))
+            deadline = time.monotonic() + 20
+            while await asyncio.to_thread(lock_waiters, postgres_url) < 1:
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            deadline = time.monotonic() + 10
+            while await asyncio.to_thread(lock_waiters, postgres_url) > 0:
+                assert time.monotonic() < deadline, "the cancelled lock wait is still on the server"
+                await asyncio.sleep(0.02)
+            assert backend.requests == [] and engine._in_flight == {}
+        out = await engine.context().generate(request)  # the holder is gone: this process computes it
+        assert [c.text for c in out] == ["seed 0"] and len(backend.requests) == 1
+    finally:
+        await cache.aclose()
