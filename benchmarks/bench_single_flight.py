@@ -30,10 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from thinktank._postgres import _SCHEMA_LOCK  # noqa: E402
+from thinktank._postgres import SCHEMA_LOCK  # noqa: E402
 from thinktank.backends.scripted import ScriptedBackend  # noqa: E402
 from thinktank.engine import Engine  # noqa: E402
-from thinktank.engine.cache import CachedSample, SampleCache, open_cache  # noqa: E402
+from thinktank.engine.cache import CachedSample, SampleCache  # noqa: E402
+from thinktank.runtime import open_cache  # noqa: E402
 from thinktank.types import GenerationRequest  # noqa: E402
 
 
@@ -47,15 +48,17 @@ async def worker(location: str, calls: str, prompt: str, latency: float) -> None
 
     cache = await open_cache(location if location.startswith("postgres") else Path(location))
     try:
-        await Engine({"m": ScriptedBackend(reply)}, cache=cache).context().generate(
-            GenerationRequest.from_prompt(prompt, "m", seed=0)
+        await (
+            Engine({"m": ScriptedBackend(reply)}, cache=cache)
+            .context()
+            .generate(GenerationRequest.from_prompt(prompt, "m", seed=0))
         )
     finally:
         await cache.aclose()
 
 
 def waiting_on_schema_lock(conn) -> int:
-    unsigned = _SCHEMA_LOCK & ((1 << 64) - 1)
+    unsigned = SCHEMA_LOCK & ((1 << 64) - 1)
     row = conn.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s AND objid = %s",
         (unsigned >> 32, unsigned & 0xFFFFFFFF),
@@ -70,7 +73,7 @@ def one_round(url: str, location: str, processes: int, latency: float, prompt: s
     calls = work / f"calls-{time.monotonic_ns()}.txt"
     argv = [sys.executable, __file__, "--worker", location, str(calls), prompt, str(latency)]
     with psycopg.connect(url, autocommit=True) as gate:
-        gate.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        gate.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         procs = [subprocess.Popen(argv) for _ in range(processes)]
         deadline = time.monotonic() + 120
         while waiting_on_schema_lock(gate) < processes:
@@ -78,7 +81,7 @@ def one_round(url: str, location: str, processes: int, latency: float, prompt: s
                 raise RuntimeError("workers did not reach the gate")
             time.sleep(0.02)
         released = time.monotonic()
-        gate.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        gate.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
         for p in procs:
             if p.wait(timeout=120) != 0:
                 raise RuntimeError("a worker failed")
@@ -96,8 +99,8 @@ async def sqlite_gated_worker(location: str, calls: str, prompt: str, latency: f
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         Path(work, f"ready-{os.getpid()}").touch()
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     await worker(location, calls, prompt, latency)
 
 
@@ -109,7 +112,7 @@ def sqlite_round(url: str, db: Path, processes: int, latency: float, prompt: str
     calls = work / f"calls-{time.monotonic_ns()}.txt"
     argv = [sys.executable, __file__, "--sqlite-worker", str(db), str(calls), prompt, str(latency), url, str(work)]
     with psycopg.connect(url, autocommit=True) as gate:
-        gate.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        gate.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         procs = [subprocess.Popen(argv) for _ in range(processes)]
         deadline = time.monotonic() + 120
         while not (_all_ready(work, processes) and waiting_on_schema_lock(gate) >= processes):
@@ -117,7 +120,7 @@ def sqlite_round(url: str, db: Path, processes: int, latency: float, prompt: str
                 raise RuntimeError("workers did not reach the gate")
             time.sleep(0.02)
         released = time.monotonic()
-        gate.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        gate.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
         for p in procs:
             if p.wait(timeout=120) != 0:
                 raise RuntimeError("a worker failed")

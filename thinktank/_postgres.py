@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 5
-_SCHEMA_LOCK = 0x7468696E6B74616E  # "thinktan": serialises schema creation across processes
+SCHEMA_LOCK = 0x7468696E6B74616E  # "thinktan": serialises schema creation across processes
 _SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS thinktank_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
 
 
@@ -126,7 +126,7 @@ class Connections:
         async with self.connection() as conn:
             with self.translating("checking the schema"):
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     await conn.execute(_SCHEMA_TABLE)
                     cur = await conn.execute("SELECT version FROM thinktank_schema WHERE component = %s", (component,))
                     row = await cur.fetchone()

@@ -20,7 +20,7 @@ from thinktank.backends.config import BackendsConfig
 from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
 from thinktank.engine import Engine
-from thinktank.engine.cache import open_cache
+from thinktank.engine.cache import ResponseCache, SampleCache
 from thinktank.models.packs import model_label
 from thinktank.usage import PriceTable
 
@@ -36,6 +36,15 @@ def cache_location(given: str | Path | None = None) -> str | Path:
     SQLite file under the cache root. A URL comes back as a str, a file as a Path."""
     location = given or os.environ.get(CACHE_URL_ENV) or default_cache_path()
     return location if isinstance(location, str) and is_postgres_url(location) else Path(location)
+
+
+async def open_cache(location: str | Path) -> SampleCache:
+    """The cache at `location`: a postgresql:// URL (needs thinktank[postgres]) or a SQLite file path."""
+    if isinstance(location, str) and is_postgres_url(location):
+        from thinktank.engine.pg_cache import PostgresCache
+
+        return await PostgresCache.open(location)
+    return ResponseCache(location)
 
 
 @contextlib.asynccontextmanager

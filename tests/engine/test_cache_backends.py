@@ -14,10 +14,10 @@ import pytest
 from thinktank._postgres import is_postgres_url, redact
 from thinktank.backends.scripted import ScriptedBackend
 from thinktank.engine import Engine, ResponseCache
-from thinktank.engine.cache import CachedSample, Lead, SampleCache, cache_key, open_cache
+from thinktank.engine.cache import CachedSample, Lead, SampleCache, cache_key
 from thinktank.engine.pg_cache import lock_id
 from thinktank.exceptions import CacheError
-from thinktank.runtime import CACHE_URL_ENV, cache_location, default_cache_path
+from thinktank.runtime import CACHE_URL_ENV, cache_location, default_cache_path, open_cache
 from thinktank.types import GenerationRequest
 
 

@@ -22,11 +22,12 @@ from postgres_server import PostgresServer
 from thinktank.arch import load_architecture
 from thinktank.backends.scripted import ScriptedBackend
 from thinktank.engine import Engine
-from thinktank.engine.cache import CachedSample, cache_key, open_cache
+from thinktank.engine.cache import CachedSample, cache_key
 from thinktank.engine.pg_cache import SCHEMA_VERSION, PostgresCache, lock_id
 from thinktank.eval.runner import run_eval
 from thinktank.eval.store import RunStore
 from thinktank.exceptions import CacheError
+from thinktank.runtime import open_cache
 from thinktank.tasks.base import HiddenChecks, Problem, TaskInput
 from thinktank.types import GenerationRequest
 

@@ -15,8 +15,9 @@ import time
 import psycopg
 import pytest
 
+from thinktank._postgres import SCHEMA_LOCK
+
 from .conftest import SMALL_MODEL, server_metrics
-from thinktank._postgres import _SCHEMA_LOCK
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -39,15 +40,15 @@ def test_ask_processes_sharing_a_postgres_cache_make_one_call_to_llama_server(sm
             "--max-tokens", "64", "--cache", postgres_url]  # fmt: skip
     env = dict(os.environ, COLUMNS="200")
     with psycopg.connect(postgres_url, autocommit=True) as gate, psycopg.connect(postgres_url, autocommit=True) as probe:
-        gate.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        gate.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         workers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                    for _ in range(processes)]  # fmt: skip
         try:
             deadline = time.monotonic() + 120
-            while waiting_on(probe, _SCHEMA_LOCK) < processes:
+            while waiting_on(probe, SCHEMA_LOCK) < processes:
                 assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
                 time.sleep(0.05)
-            gate.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))  # all three go at once
+            gate.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))  # all three go at once
             outputs = [w.communicate(timeout=180) for w in workers]
         finally:
             for w in workers:

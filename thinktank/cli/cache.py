@@ -15,9 +15,8 @@ def cache_clear(cache: CacheOpt = None) -> None:
     """Delete every cached response (also repairs a corrupt cache file; a shared cache keeps its schema)."""
     from pathlib import Path
 
-    from thinktank.engine.cache import open_cache
     from thinktank.exceptions import CacheError
-    from thinktank.runtime import cache_location
+    from thinktank.runtime import cache_location, open_cache
 
     location = cache_location(cache)
 

@@ -11,7 +11,7 @@ loop, so its async methods never suspend); it serves one process, whose engine c
 identical misses itself. `PostgresCache` (`pg_cache.py`) is shared by processes and
 machines, and its `lead` coalesces identical misses across all of them.
 
-    cache = await open_cache("postgresql://thinktank@db:5432/thinktank")   # or a file path
+    cache = await thinktank.runtime.open_cache("postgresql://thinktank@db:5432/thinktank")   # or a file path
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from thinktank._postgres import is_postgres_url
 from thinktank._sqlite import open_sqlite
 from thinktank.exceptions import CacheError
 from thinktank.types import GenerationRequest
@@ -117,15 +116,6 @@ class SampleCache(ABC):
 
     @abstractmethod
     async def aclose(self) -> None: ...
-
-
-async def open_cache(location: str | Path) -> SampleCache:
-    """The cache at `location`: a postgresql:// URL (needs thinktank[postgres]) or a SQLite file path."""
-    if isinstance(location, str) and is_postgres_url(location):
-        from thinktank.engine.pg_cache import PostgresCache
-
-        return await PostgresCache.open(location)
-    return ResponseCache(location)
 
 
 class ResponseCache(SampleCache):
