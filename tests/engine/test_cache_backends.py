@@ -161,3 +161,19 @@ async def test_sqlite_cache_keeps_single_process_behaviour(tmp_path: Path):
         await lead.store("m", {"a": CachedSample("t", "stop", 1, 1, 0.0)})
     assert list((await cache.lookup(["a", "b"])).keys()) == ["a"]
     cache.close()
+
+
+def test_the_cli_names_a_shared_cache_that_is_down_and_exits_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://tt@127.0.0.1:{port}/cache"
+    env = {**os.environ, "THINKTANK_CACHE": str(tmp_path), "COLUMNS": "300"}
+    done = subprocess.run([sys.executable, "-m", "thinktank.cli", "cache", "clear", "--cache", url],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"shared response cache {url} is unreachable" in " ".join((done.stdout + done.stderr).split())
