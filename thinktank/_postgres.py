@@ -9,7 +9,8 @@ One place decides what every shared store needs, as `_sqlite.py` does for the fi
   lock so that concurrent first opens do not race, and a database written by another version is refused;
 - every psycopg error is translated once into the store's own error (`CacheError`, `StoreError`), naming the URL.
 
-psycopg is imported only here and only when a postgresql:// URL is used: `pip install 'thinktank[postgres]'`.
+psycopg is imported only here and only when a postgresql:// URL is used (`SyncConnection` serves the run store,
+whose API is synchronous): `pip install 'thinktank[postgres]'`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_S = 5
 SCHEMA_LOCK = 0x7468696E6B74616E  # "thinktan": serialises schema creation across processes
 _SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS thinktank_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+_SCHEMA_ROW = "SELECT version FROM thinktank_schema WHERE component = %s"
+_SCHEMA_STAMP = "INSERT INTO thinktank_schema VALUES (%s, %s)"
 
 
 def is_postgres_url(location: str) -> bool:
@@ -128,16 +131,48 @@ class Connections:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     await conn.execute(_SCHEMA_TABLE)
-                    cur = await conn.execute("SELECT version FROM thinktank_schema WHERE component = %s", (component,))
+                    cur = await conn.execute(_SCHEMA_ROW, (component,))
                     row = await cur.fetchone()
                     if row is None:
                         for statement in ddl:
                             await conn.execute(statement)
-                        await conn.execute("INSERT INTO thinktank_schema VALUES (%s, %s)", (component, version))
-            if row is not None and row[0] != version:
-                raise self._error(
-                    f"{self.what} {self.shown} has schema version {row[0]} ({component}), this thinktank uses {version}; {hint}"
-                )
+                        await conn.execute(_SCHEMA_STAMP, (component, version))
+            self.check_version(row, component, version, hint)
+
+    def check_version(self, row: Any, component: str, version: int, hint: str) -> None:
+        if row is not None and row[0] != version:
+            raise self._error(
+                f"{self.what} {self.shown} has schema version {row[0]} ({component}), this thinktank uses {version}; {hint}"
+            )
+
+
+class SyncConnection:
+    """One blocking connection (autocommit) for a store whose API is synchronous (the run store), with the same
+    error translation and schema check as `Connections`."""
+
+    def __init__(self, url: str, *, error: Callable[[str], Exception], what: str) -> None:
+        self._async = Connections(url, error=error, what=what)  # its messages and schema check, not its pool
+        self.shown, self.what, self.translating, self.fail = self._async.shown, what, self._async.translating, self._async.fail
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in url:
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
+        with self.translating("connecting"):
+            self.conn: psycopg.Connection[Any] = self._async._psycopg.connect(url, **kwargs)
+
+    def ensure_schema(self, component: str, version: int, ddl: list[str], hint: str) -> None:
+        with self.translating("checking the schema"), self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            self.conn.execute(_SCHEMA_TABLE)
+            row = self.conn.execute(_SCHEMA_ROW, (component,)).fetchone()
+            if row is None:
+                for statement in ddl:
+                    self.conn.execute(statement)
+                self.conn.execute(_SCHEMA_STAMP, (component, version))
+        self._async.check_version(row, component, version, hint)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
 
 
 async def _close_quietly(conn: Any) -> None:

@@ -43,6 +43,15 @@ def eval_command(
     slots: SlotsOpt = 4,
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Keep the results on a PostgreSQL server (postgresql://user@host:port/db), as the run named by the run"
+            " directory's name, instead of in <run-dir>/results.sqlite; workers anywhere resume it."
+            " Default: $THINKTANK_STORE_URL, if set. Needs thinktank[postgres].",
+        ),
+    ] = None,
     prices: PricesOpt = None,
     otlp: OtlpOpt = None,
 ) -> None:
@@ -51,7 +60,7 @@ def eval_command(
     from thinktank.engine.budget import Budget
     from thinktank.eval.report import comparison_table
     from thinktank.eval.runner import run_eval, summarize
-    from thinktank.eval.store import RunStore
+    from thinktank.eval.store import ResultStore, RunStore
     from thinktank.runtime import open_engine
     from thinktank.tasks.registry import load_problems
     from thinktank.telemetry import exporting, resolve_endpoint
@@ -64,7 +73,14 @@ def eval_command(
     if backend is None:
         prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])), pools)
     run_dir = run_dir or default_run_dir(task, model, arch)
-    store = RunStore(run_dir)
+    store_url = store_url or os.environ.get("THINKTANK_STORE_URL") or None
+    store: ResultStore
+    if store_url:
+        from thinktank.eval.pg_store import PostgresRunStore
+
+        store = PostgresRunStore(store_url, run_dir.name)
+    else:
+        store = RunStore(run_dir)
     config = {
         "task": task,
         "arch": architecture.name,
@@ -127,7 +143,7 @@ def eval_command(
         summary = summarize(store)
         store.close()
     console.print(comparison_table([summary]))
-    console.print(f"results: {run_dir / 'results.sqlite'}")
+    console.print(f"results: {store.run_dir if store_url else run_dir / 'results.sqlite'}")
 
 
 def report(

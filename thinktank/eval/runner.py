@@ -19,7 +19,7 @@ from thinktank.engine.budget import Budget
 from thinktank.engine.engine import Engine
 from thinktank.eval.grading import Grader
 from thinktank.eval.metrics import pass_at_k, percentile, wilson_interval
-from thinktank.eval.store import ProblemRecord, RunStore
+from thinktank.eval.store import ProblemRecord, ResultStore
 from thinktank.tasks.base import Problem
 from thinktank.telemetry import TraceSink
 from thinktank.verifiers.base import Verdict
@@ -96,7 +96,7 @@ async def run_eval(
     engine: Engine,
     arch: Architecture,
     problems: list[Problem],
-    store: RunStore,
+    store: ResultStore,
     *,
     grader: Grader | None = None,
     budget: Budget | None = None,
@@ -131,7 +131,7 @@ async def run_eval(
     return progress
 
 
-def summarize(store: RunStore) -> dict[str, Any]:
+def summarize(store: ResultStore) -> dict[str, Any]:
     records = store.records()
     n = len(records)
     passed = sum(r.passed for r in records)

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from thinktank._sqlite import open_sqlite
 from thinktank.exceptions import ConfigError, StoreError
@@ -66,6 +66,23 @@ class ProblemRecord:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class ResultStore(Protocol):
+    """What the runner and `summarize` need of a run's store: `RunStore` (SQLite, one per run directory) or
+    `PostgresRunStore` (`pg_store.py`, runs shared on a server)."""
+
+    @property
+    def run_dir(self) -> Any: ...
+
+    def get_meta(self, key: str) -> Any: ...
+    def set_meta(self, key: str, value: Any) -> None: ...
+    def bind_config(self, config: dict[str, Any]) -> None: ...
+    def done_ids(self) -> set[str]: ...
+    def add(self, record: ProblemRecord) -> None: ...
+    def add_wall_time(self, seconds: float) -> None: ...
+    def records(self) -> list[ProblemRecord]: ...
+    def close(self) -> None: ...
 
 
 class RunStore:
