@@ -60,3 +60,27 @@ def test_ask_processes_sharing_a_postgres_cache_make_one_call_to_llama_server(sm
     assert completion_tokens > 0 and all(text.strip()[:40] in out for out, _ in outputs)
     spent = server_metrics(small_server)["llamacpp:tokens_predicted_total"] - before
     assert spent == completion_tokens  # one generation, not three
+
+
+@pytest.mark.timeout(600)
+def test_eval_keeps_results_and_samples_on_postgres_and_a_rerun_resumes(small_server, postgres_url, tmp_path):
+    """`thinktank eval --store URL --cache URL` on the real server: the results and samples land in PostgreSQL, and a
+    re-run (as from another machine: another run dir parent, same run name) does nothing twice."""
+    argv = [sys.executable, "-m", "thinktank.cli", "eval", "--task", "gsm-symbolic", "-m", SMALL_MODEL,
+            "--backend", small_server.base_url, "--limit", "2", "--slots", "2", "--store", postgres_url,
+            "--cache", postgres_url]  # fmt: skip
+    env = dict(os.environ, COLUMNS="200")
+    first = subprocess.run([*argv, "--run-dir", str(tmp_path / "a" / "gsm")], capture_output=True, text=True, env=env,
+                           timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"{postgres_url}#gsm" in " ".join(first.stdout.split())
+    before = server_metrics(small_server)["llamacpp:tokens_predicted_total"]
+    again = subprocess.run([*argv, "--run-dir", str(tmp_path / "b" / "gsm")], capture_output=True, text=True, env=env,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 of 2 problems already done" in " ".join(again.stdout.split())
+    assert server_metrics(small_server)["llamacpp:tokens_predicted_total"] == before
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM thinktank_results WHERE run = 'gsm'").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM thinktank_responses").fetchone()[0] >= 2
+    assert not (tmp_path / "a" / "gsm" / "results.sqlite").exists()
