@@ -106,10 +106,12 @@ async def test_cancelling_leader_and_follower_makes_no_new_call(tmp_path):
 
 
 async def test_follower_retries_when_only_the_leader_gave_up(tmp_path):
-    backend, _, leader, follower = await leader_and_follower(tmp_path, delay_s=0.2)
+    backend, engine, leader, follower = await leader_and_follower(tmp_path, delay_s=0.2)
     leader.cancel()
     (answer,) = await follower
     assert not answer.cached and len(backend.requests) == 2
+    (again,) = await engine.context().generate(GenerationRequest.from_prompt("p", "m", n=1))
+    assert again.cached and again.text == answer.text and len(backend.requests) == 2  # the follower's sample was cached
 
 
 async def test_corrupt_cache_is_a_clear_error(tmp_path):

@@ -124,7 +124,7 @@ class Engine:
                 owned[keys[i]] = self._in_flight[keys[i]] = loop.create_future()
         leading = [self._lead(backend, request, misses, keys, ctx)] if use_cache and misses else []
         calls = [self._call(backend, request, unit, ctx) for unit in self._units(backend, request, misses)] if not leading else []
-        waiting = [self._await_leader(fut, request, i, ctx) for i, fut in waits.items()]
+        waiting = [self._await_leader(fut, request, i, keys[i], ctx) for i, fut in waits.items()]
         try:
             for batch in await gather_all([*leading, *calls, *waiting]):
                 for completion in batch:
@@ -315,15 +315,16 @@ class Engine:
         return Completion(sample.text, request.model, index, sample.finish_reason, usage, cached=True)
 
     async def _await_leader(
-        self, fut: asyncio.Future[Completion], request: GenerationRequest, index: int, ctx: Context
+        self, fut: asyncio.Future[Completion], request: GenerationRequest, index: int, key: str, ctx: Context
     ) -> list[Completion]:
-        """Share an identical call already in flight; if its owner gave up, make the call ourselves."""
+        """Share an identical call already in flight; if its owner gave up, compute the sample ourselves (as the
+        lead across processes, so a shared cache still sees one computation, and the result is cached)."""
         try:
             leader = await asyncio.shield(fut)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if fut.cancelled() and not (current and current.cancelling()):  # the leader gave up, we did not
-                return await self._call(self.backend_for(request.model), request, [index], ctx)
+                return await self._lead(self.backend_for(request.model), request, [index], {index: key}, ctx)
             raise
         cost = leader.usage
         usage = Usage(cache_hits=1, saved_tokens=cost.total_tokens, saved_usd=cost.cost_usd)
