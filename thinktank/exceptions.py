@@ -22,6 +22,7 @@
     ├── TaskDataError               a task file is missing or has a malformed line
     ├── BudgetExceeded              carries the Usage spent when the limit was hit
     ├── PoolError                   a search's sample pool is unusable, or lacks data it cannot generate
+    ├── ClusterError                a Ray cluster is unreachable, runs another version, or lost every worker
     ├── RetrievalError              a corpus is empty, malformed or changes while indexed; wrong embedding dimension
     │                               (defined in retrieval/errors.py)
     └── ServeError                  `thinktank serve` refuses a request (HTTP-shaped: defined in serve/errors.py)
@@ -153,6 +154,10 @@ class BudgetExceeded(ThinktankError):
 
 class PoolError(ThinktankError):
     """The pool file is unusable, or replay needs data the pool cannot generate (no engine attached)."""
+
+
+class ClusterError(ThinktankError):
+    """`--ray`: the cluster cannot be reached, a node runs another thinktank/Ray/Python, or no worker is left."""
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})

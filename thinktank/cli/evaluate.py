@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
 from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.options import RayOpt, RayWorkersOpt
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 
@@ -54,6 +55,8 @@ def eval_command(
     ] = None,
     prices: PricesOpt = None,
     otlp: OtlpOpt = None,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Evaluate an architecture on a task; resumable, with live accuracy and a results DB."""
     from thinktank.arch import load_architecture
@@ -66,11 +69,13 @@ def eval_command(
     from thinktank.telemetry import exporting, resolve_endpoint
 
     resolve_endpoint(otlp)  # a malformed URL fails before any work
+    if ray is not None and otlp is not None:
+        raise typer.BadParameter("--otlp is not supported with --ray yet (the traces are in the results DB)")
     pools = load_backends(backends)
     problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
     names = served_names(model, backend, pools)
     architecture = load_architecture(arch, names)
-    if backend is None:
+    if backend is None and ray is None:  # on a cluster each worker pulls and builds on its own node
         prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])), pools)
     run_dir = run_dir or default_run_dir(task, model, arch)
     store_url = store_url or os.environ.get("THINKTANK_STORE_URL") or None
@@ -102,6 +107,9 @@ def eval_command(
             await run(telemetry)
 
     async def run(telemetry: Any) -> None:
+        if ray is not None:
+            await run_on_ray()
+            return
         async with open_engine(
             architecture.models or names,
             backend_url=backend,
@@ -137,8 +145,33 @@ def eval_command(
                     telemetry=telemetry,
                 )
 
+    async def run_on_ray() -> None:
+        from thinktank.cluster import OpenEngine, WorkerJob, run_eval_on_ray
+
+        models = architecture.models or names
+        cache_at = cache or os.environ.get("THINKTANK_CACHE_URL")  # a shared cache's URL reaches every worker
+        spec = OpenEngine(models, backend, api_key_env, slots, not no_cache, cache_at, load_prices(prices), pools)
+        key = os.environ.get(api_key_env)
+        job = WorkerJob(spec, architecture.spec, names, budget, env={api_key_env: key} if key else {})
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, console=err_console) as bar:
+            job_bar = bar.add_task(f"{task} · {architecture.name} · Ray", total=remaining, acc="–")
+
+            def tick(record: Any, progress: Any) -> None:
+                bar.update(job_bar, advance=1, acc=f"{100 * progress.accuracy:.1f}%")
+
+            per_worker = concurrency or max(slots, pools.slots(models) if pools else 0)
+            await run_eval_on_ray(job, problems, store, workers=ray_workers, concurrency=per_worker, on_problem=tick)
+
     try:
-        run_async(go())
+        if ray is None:
+            run_async(go())
+        else:
+            from thinktank.cluster import connected
+
+            with connected(ray):
+                run_async(go())
     finally:
         summary = summarize(store)
         store.close()

@@ -50,3 +50,14 @@ OtlpOpt = Annotated[
         " Default: $OTEL_EXPORTER_OTLP_ENDPOINT, if set. Needs thinktank[otel].",
     ),
 ]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Spread the problems over a Ray cluster: auto (the one `ray start` runs here), local (a one-node cluster for"
+        " this command), or HOST:PORT of a head node. Needs thinktank[ray] on every node (docs/scaling.md).",
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="With --ray: worker actors, each with its own engine (default: one per node).")
+]
