@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["thinktank", "thinktank.backends", "thinktank.engine", "thinktank.eval", "thinktank.models",
+PACKAGES = ["thinktank", "thinktank.backends", "thinktank.cluster", "thinktank.engine", "thinktank.eval", "thinktank.models",
             "thinktank.search", "thinktank.serve", "thinktank.tasks", "thinktank.techniques", "thinktank.telemetry", "thinktank.testing", "thinktank.verifiers"]  # fmt: skip
 
 

@@ -109,14 +109,14 @@ async def _drain(
     for item in todo:
         queue.put_nowait(item)
     remaining = len(todo)
-    all_done = asyncio.Event()
     if remaining == 0:
         return
+    arrived: list[ProblemRecord] = []
+    wake = asyncio.Event()
     lost: dict[str, int] = {}
     dead: set[int] = set()
 
     async def lane(worker: int) -> None:
-        nonlocal remaining
         while worker not in dead:
             position, problem = await queue.get()
             if worker in dead:  # a sibling lane found this worker gone while this one waited: not a lost attempt
@@ -130,34 +130,46 @@ async def _drain(
                 if lost[problem.id] >= problem_attempts:
                     raise ClusterError(f"problem {problem.id} was lost with {lost[problem.id]} Ray workers: {exc}") from exc
                 queue.put_nowait((position, problem))
+                wake.set()  # the committer checks whether any worker is left
                 return
             except ray.exceptions.RayTaskError as exc:
                 raise _cause(exc) from exc
-            store.add(record)  # the one write of this problem's row
-            remaining -= 1
-            progress.done += 1
-            progress.passed += record.passed
-            progress.tokens += record.tokens
-            if on_problem:
-                on_problem(record, progress)
-            if remaining == 0:
-                all_done.set()
+            arrived.append(record)
+            wake.set()
+
+    async def commit() -> None:
+        """The one writer: every row that arrived while the last commit ran goes in the next transaction, so the
+        store's fsync per commit does not cap the run at one row per fsync."""
+        nonlocal remaining
+        while remaining:
+            await wake.wait()
+            wake.clear()
+            batch = arrived[:]
+            del arrived[:]
+            store.add_many(batch)  # the one write of these problems' rows
+            remaining -= len(batch)
+            for record in batch:
+                progress.done += 1
+                progress.passed += record.passed
+                progress.tokens += record.tokens
+                if on_problem:
+                    on_problem(record, progress)
+            if remaining and len(dead) == len(handles) and not arrived:
+                raise ClusterError(f"every Ray worker was lost; {remaining} problems are not done (a re-run resumes)")
 
     lanes = [asyncio.ensure_future(lane(w)) for w in range(len(handles)) for _ in range(concurrency)]
-    finished = asyncio.ensure_future(all_done.wait())
+    committer = asyncio.ensure_future(commit())
     try:
-        pending = {*lanes, finished}
-        while not all_done.is_set():
+        pending: set[asyncio.Future[None]] = {*lanes, committer}
+        while not committer.done():  # a lane that failed (not one whose worker is gone) ends the run with its error
             done_now, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done_now:
-                if task is not finished and task.exception() is not None:
+                if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-            if not all_done.is_set() and len(dead) == len(handles):
-                raise ClusterError(f"every Ray worker was lost; {remaining} problems are not done (a re-run resumes)")
     finally:
-        for task in [*lanes, finished]:
+        for task in [*lanes, committer]:
             task.cancel()
-        await asyncio.gather(*lanes, finished, return_exceptions=True)
+        await asyncio.gather(*lanes, committer, return_exceptions=True)
 
 
 def _gone(ray: Any) -> tuple[type[BaseException], ...]:
