@@ -5,8 +5,10 @@
 
 The backend answers at once (a ScriptedBackend in each worker, no sockets), so what is measured is thinktank's and
 Ray's own cost: one actor call per problem (problem pickled out, row pickled back), the architecture (`single`), math
-grading in the worker, and the driver's one SQLite transaction per row. A local `run_eval` over the same problems
-with the same backend is the baseline; overhead per problem = Ray wall / problems - local wall / problems.
+grading in the worker, and the driver's SQLite commits (the rows that arrived meanwhile, one transaction). A local
+`run_eval` over the same problems with the same backend is the baseline ("vs local": Ray wall / problems - local wall
+/ problems; negative when the workers solve while the driver commits). "driver CPU" is the driver process's CPU time
+per problem: Ray's calls and (un)pickling plus the commits, the driver's ceiling at 1000 / it problems/s.
 
 "steady" excludes opening the workers (actor start, engine open): it runs from the moment every worker is ready.
 Each configuration runs on a fresh run store. `--ray local` (the default) starts a one-node Ray in this process.
@@ -73,18 +75,19 @@ async def local(items: list[Problem], concurrency: int, root: Path) -> float:
     return wall
 
 
-async def on_ray(items: list[Problem], workers: int, concurrency: int, root: Path) -> tuple[float, float]:
+async def on_ray(items: list[Problem], workers: int, concurrency: int, root: Path) -> tuple[float, float, float]:
     arch = load_architecture("single", ["m"])
     job = WorkerJob(InstantEngine(), arch.spec, ["m"])
     store = RunStore(root / f"ray-{workers}")
-    ready: list[float] = []
+    ready: list[tuple[float, float]] = []
     started = time.perf_counter()
     await run_eval_on_ray(
-        job, items, store, workers=workers, concurrency=concurrency, on_workers=lambda infos: ready.append(time.perf_counter())
-    )
-    wall = time.perf_counter() - started
+        job, items, store, workers=workers, concurrency=concurrency,
+        on_workers=lambda infos: ready.append((time.perf_counter(), time.process_time())),
+    )  # fmt: skip
+    wall, cpu = time.perf_counter() - started, time.process_time()
     assert len(store.records()) == len(items) == len({r.problem_id for r in store.records()})
-    return wall, wall - (ready[0] - started)
+    return wall, wall - (ready[0][0] - started), cpu - ready[0][1]
 
 
 def main() -> None:
@@ -100,13 +103,14 @@ def main() -> None:
         base = asyncio.run(local(items, args.concurrency, root))
         n = len(items)
         print(f"local run_eval, concurrency {args.concurrency}: {1000 * base / n:.2f} ms/problem ({n / base:.0f} problems/s)")
-        print("| Ray workers | wall | steady wall | ms/problem (steady) | overhead ms/problem vs local | problems/s (steady) |")
-        print("|---|---|---|---|---|---|")
+        columns = ["Ray workers", "wall", "steady wall", "ms/problem (steady)", "vs local ms/problem", "problems/s (steady)"]
+        print("| " + " | ".join([*columns, "driver CPU ms/problem"]) + " |")
+        print("|---|---|---|---|---|---|---|")
         with connected(args.ray) as nodes:
             for workers in args.workers:
-                wall, steady = asyncio.run(on_ray(items, workers, args.concurrency, root))
-                print(f"| {workers} | {wall:.1f} s | {steady:.1f} s | {1000 * steady / n:.2f} | {1000 * (steady - base) / n:.2f}"
-                      f" | {n / steady:.0f} |", flush=True)  # fmt: skip
+                wall, steady, cpu = asyncio.run(on_ray(items, workers, args.concurrency, root))
+                print(f"| {workers} | {wall:.1f} s | {steady:.1f} s | {1000 * steady / n:.2f} | {1000 * (steady - base) / n:+.2f}"
+                      f" | {n / steady:.0f} | {1000 * cpu / n:.2f} |", flush=True)  # fmt: skip
             print(f"nodes: {len(nodes)}")
 
 
