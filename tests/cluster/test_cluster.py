@@ -60,9 +60,9 @@ def test_an_unreachable_head_fails_fast_naming_it_and_ray_is_not_started():
 
     port = closed_port()
     started = time.monotonic()
-    with pytest.raises(ClusterError, match=rf"cannot reach the Ray head at 127\.0\.0\.1:{port} .*ray start --head --port={port}"):
-        with connected(f"127.0.0.1:{port}"):
-            pass
+    reason = rf"cannot reach the Ray head at 127\.0\.0\.1:{port} .*ray start --head --port={port}"
+    with pytest.raises(ClusterError, match=reason), connected(f"127.0.0.1:{port}"):
+        pass
     assert time.monotonic() - started < 5 and not ray.is_initialized()
 
 
@@ -102,7 +102,12 @@ async def test_a_worker_solves_like_a_local_run_and_reopens_its_engine_after_sto
     record = await worker.solve(2, problem)
     async with ScriptedEngine().open() as engine:
         local = await solve_and_grade(engine, arch, Grader(engine.resources), problem, 2, None)
-    assert (record.answer, record.passed, record.n_correct, record.tokens) == (local.answer, local.passed, local.n_correct, local.tokens)
+    assert (record.answer, record.passed, record.n_correct, record.tokens) == (
+        local.answer,
+        local.passed,
+        local.n_correct,
+        local.tokens,
+    )
     engine_before = worker._ready[0]
     await worker.stop()
     assert worker._ready is None
