@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from thinktank.eval.store import ProblemRecord, RunStore
 from thinktank.exceptions import ClusterError
 from thinktank.runtime import open_engine
 from thinktank.tasks.registry import load_problems
+from thinktank.testing import FakeOpenAIServer
 
 from .local_cluster import LocalCluster, cluster_env
 from .scripted import ScriptedEngine, code_problems, math_problems
@@ -138,6 +141,26 @@ async def test_the_real_llama_server_runs_in_each_worker(ray_cluster, tmp_path):
     assert [(r.problem_id, r.answer, r.passed) for r in store.records()] == [
         (r.problem_id, r.answer, r.passed) for r in local.records()
     ]
+
+
+def test_the_eval_command_over_the_cluster_matches_a_local_run_and_forwards_the_api_key(ray_cluster, tmp_path):
+    """`thinktank eval --ray ADDRESS --backend URL`: the workers call the endpoint with the driver's key (the nodes'
+    environment has none), the table and rows are the local command's."""
+    with FakeOpenAIServer(text_for=lambda body, i: f"The answer is #### {len(body['messages'][-1]['content']) % 50}") as server:
+        env = dict(os.environ, COLUMNS="300", TT_KEY="sekrit", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        base = [sys.executable, "-m", "thinktank.cli", "eval", "--task", "gsm-symbolic", "--limit", "6", "--arch",
+                "sample-8-vote", "--backend", server.base_url, "--api-key-env", "TT_KEY", "--no-cache"]  # fmt: skip
+        local = subprocess.run([*base, "--run-dir", str(tmp_path / "local")], capture_output=True, text=True, env=env)
+        assert local.returncode == 0, local.stderr[-2000:]
+        calls_local = len(server.chat_requests)
+        ray = subprocess.run([*base, "--run-dir", str(tmp_path / "ray"), "--ray", ray_cluster.address, "--ray-workers", "2"],
+                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert ray.returncode == 0, ray.stderr[-3000:]
+        remote = server.chat_requests[calls_local:]
+    assert len(remote) == calls_local > 0
+    assert {r.headers.get("authorization") for r in remote} == {"Bearer sekrit"}
+    assert "results:" in ray.stdout and "6 " in ray.stdout
+    assert rows(RunStore(tmp_path / "ray")) == rows(RunStore(tmp_path / "local"))
 
 
 async def test_a_node_lost_mid_run_costs_nothing_and_doubles_nothing(ray_cluster, tmp_path):
