@@ -10,7 +10,7 @@ import pytest
 from .local_cluster import LocalCluster, cluster_env, driver_env
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def ray_token() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in driver_env().items():

@@ -18,7 +18,7 @@ import pytest
 from thinktank.arch import load_architecture
 from thinktank.cluster import NodeFacts, WorkerJob
 from thinktank.cluster.connect import Address, check_versions, connected, source_digest
-from thinktank.cluster.eval import _drain
+from thinktank.cluster.eval import _drain, with_grading_placement
 from thinktank.cluster.worker import EvalWorker, TaskGrader
 from thinktank.engine.resources import Resources
 from thinktank.eval.grading import Grader
@@ -133,6 +133,13 @@ async def test_grading_that_runs_answers_goes_to_cpu_tasks_and_the_rest_stays():
     assert (await grader.grade(math, "0")).passed  # math grades here: 0 + 0 = 0
     assert not (await grader.grade(code, None)).passed  # nothing extracted: no task
     assert sent == ["c0"]
+
+
+def test_grading_stays_in_the_workers_on_a_cluster_without_cpus():
+    job = WorkerJob(ScriptedEngine(), {}, ["m"])
+    assert with_grading_placement(job, 2.0).grade_in_tasks and with_grading_placement(job, 1.0) is job
+    assert not with_grading_placement(job, 0.0).grade_in_tasks
+    assert not with_grading_placement(replace(job, grade_in_tasks=False), 8.0).grade_in_tasks
 
 
 # --- the driver's queue, over fake worker handles -----------------------------------------------------

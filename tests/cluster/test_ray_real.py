@@ -122,7 +122,7 @@ async def test_the_real_llama_server_runs_in_each_worker(ray_cluster, tmp_path):
     """smollm2 through `OpenEngine`: each worker starts its node's llama-server, stops it at the end; rows match local."""
     spec = {"name": "short", "layers": [{"generate": {"n": 1, "temperature": 0.0, "max_tokens": 24}}]}
     arch = build_architecture(spec, [SMALL_MODEL])
-    problems = load_problems("gsm-symbolic", seed=0, limit=3)
+    problems = load_problems("gsm-symbolic", seed=0, limit=2)
     local = RunStore(tmp_path / "local")
     async with open_engine([SMALL_MODEL], slots=1, use_cache=False) as engine:
         await run_eval(engine, arch, problems, local, concurrency=1)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from thinktank.cluster._ray import import_ray
@@ -33,6 +34,12 @@ from thinktank.tasks.base import Problem
 
 #: how long workers get to close their engines (stop llama-servers) when the run ends
 STOP_TIMEOUT_S = 30.0
+
+
+def with_grading_placement(job: WorkerJob, cluster_cpus: float) -> WorkerJob:
+    """Grading tasks need a CPU to be scheduled: on a cluster without any (every node `--num-cpus=0`) they would wait
+    forever, so the workers grade themselves."""
+    return job if cluster_cpus >= 1 or not job.grade_in_tasks else replace(job, grade_in_tasks=False)
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -64,6 +71,7 @@ async def run_eval_on_ray(
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+    job = with_grading_placement(job, float(ray.cluster_resources().get("CPU", 0)))
     env = dict(job.env)
     actor_class = ray.remote(EvalWorker)
     handles = [
