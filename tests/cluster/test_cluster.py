@@ -79,6 +79,34 @@ def test_eval_with_an_unreachable_or_malformed_ray_address_exits_2_with_the_reas
     assert bad.returncode == 2 and "--otlp is not supported with --ray" in bad.stderr
 
 
+def test_a_head_that_answers_but_will_not_take_us_is_a_cluster_error_with_ray_s_reason(monkeypatch):
+    """What a driver of another Ray version (or without the cluster's token) gets from `ray.init`: a bare
+    ConnectionError whose reason is in its cause (seen with a Ray 2.40 driver against a 2.60 head)."""
+    import ray
+
+    def refuse(**kwargs):
+        try:
+            raise RuntimeError("Could not read 'temp_dir' from GCS. Did GCS start successfully?")
+        except RuntimeError as exc:
+            raise ConnectionError from exc
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        monkeypatch.setattr(ray, "init", refuse)
+        with pytest.raises(
+            ClusterError, match=r"cannot join the Ray cluster at .*: Could not read 'temp_dir' .*Ray version.*RAY_AUTH_TOKEN"
+        ):
+            connected(f"127.0.0.1:{listener.getsockname()[1]}").__enter__()
+
+    def other_version(**kwargs):
+        raise RuntimeError("Version mismatch: The cluster was started with: Ray: 2.59.0 Python: 3.11.7")
+
+    monkeypatch.setattr(ray, "init", other_version)
+    with pytest.raises(ClusterError, match=r"runs another Ray or Python: Version mismatch"):
+        connected("local").__enter__()
+
+
 def test_a_node_with_another_version_is_refused_naming_the_node_and_both_versions():
     driver = NodeFacts("0.1.0", "aaaa", "2.60.0", "3.11.7", "driver-host")
     check_versions(driver, {"n1": replace(driver, host="h1")})  # the host may differ

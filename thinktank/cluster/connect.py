@@ -109,8 +109,12 @@ def init(address: Address) -> None:
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
-        hint = "start one with `ray start --head`, or pass its HOST:PORT" if address.raw == "auto" else "check the address"
-        raise ClusterError(f"no Ray cluster at --ray {address.raw}: {exc}; {hint}") from exc
+        if address.raw == "auto":
+            hint = "start one with `ray start --head`, or pass its HOST:PORT"
+        else:  # the head answers TCP, so: not a Ray head, another Ray version, or a token it does not accept
+            hint = "is it a Ray head of the driver's Ray version, and does this machine have its token (RAY_AUTH_TOKEN)?"
+        reason = str(exc) or str(exc.__cause__ or exc.__context__ or "") or type(exc).__name__
+        raise ClusterError(f"cannot join the Ray cluster at --ray {address.raw}: {reason.strip()}; {hint}") from exc
     except RuntimeError as exc:
         if "version" in str(exc).lower():  # Ray's own driver/cluster check of the Ray and Python versions
             raise ClusterError(f"the Ray cluster at --ray {address.raw} runs another Ray or Python: {exc}") from exc
