@@ -63,13 +63,15 @@ async def run_eval_on_ray(
     """Solve what the store does not have yet on `workers` Ray actors (default: one per alive node), `concurrency`
     problems in flight on each. Needs a connected Ray (`connect.connected`)."""
     ray = import_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     store.set_meta("planned", len(problems))
     done = store.done_ids()
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     progress = Progress()
+    if not todo:  # a finished run starts no worker (and no llama-server)
+        return progress
     started = time.monotonic()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
     job = with_grading_placement(job, float(ray.cluster_resources().get("CPU", 0)))
     env = dict(job.env)
