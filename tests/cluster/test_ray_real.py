@@ -43,6 +43,14 @@ def comparable(value):
     return value
 
 
+def parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def rows(store: RunStore) -> list:
     return [comparable(r) for r in store.records()]
 
@@ -126,18 +134,22 @@ async def test_the_real_llama_server_runs_in_each_worker(ray_cluster, tmp_path):
     local = RunStore(tmp_path / "local")
     async with open_engine([SMALL_MODEL], slots=1, use_cache=False) as engine:
         await run_eval(engine, arch, problems, local, concurrency=1)
-    before = llama_server_pids()
-    during: set[int] = set()
+    workers: list = []
+    during: dict[int, int] = {}  # llama-server pid -> the worker that started it (other jobs' servers are not ours)
+
+    def servers(record, progress):
+        pids = {w.pid for w in workers}
+        during.update({pid: parent for pid in llama_server_pids() if (parent := parent_pid(pid)) in pids})
+
     job = WorkerJob(OpenEngine([SMALL_MODEL], slots=1, use_cache=False), spec, [SMALL_MODEL])
     store = RunStore(tmp_path / "ray")
     with connected(ray_cluster.address):
-        await run_eval_on_ray(job, problems, store, workers=2, concurrency=1,
-                              on_problem=lambda r, p: during.update(llama_server_pids() - before))  # fmt: skip
-    assert len(during) == 2  # one server per worker
+        await run_eval_on_ray(job, problems, store, workers=2, concurrency=1, on_workers=workers.extend, on_problem=servers)
+    assert sorted(during.values()) == sorted(w.pid for w in workers)  # one server per worker, started by it
     deadline = time.monotonic() + 20
-    while llama_server_pids() & during and time.monotonic() < deadline:
+    while llama_server_pids() & set(during) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not llama_server_pids() & during  # stopped with the run
+    assert not llama_server_pids() & set(during)  # stopped with the run
     assert [(r.problem_id, r.answer, r.passed) for r in store.records()] == [
         (r.problem_id, r.answer, r.passed) for r in local.records()
     ]
