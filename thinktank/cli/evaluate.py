@@ -10,8 +10,18 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
-from thinktank.cli.options import RayOpt, RayWorkersOpt
+from thinktank.cli.options import (
+    ApiKeyEnvOpt,
+    BackendOpt,
+    BackendsOpt,
+    CacheOpt,
+    NoCacheOpt,
+    OtlpOpt,
+    PricesOpt,
+    RayOpt,
+    RayWorkersOpt,
+    SlotsOpt,
+)
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 

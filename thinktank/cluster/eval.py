@@ -28,7 +28,7 @@ from typing import Any
 from thinktank.cluster._ray import import_ray
 from thinktank.cluster.worker import EvalWorker, WorkerInfo, WorkerJob
 from thinktank.eval.runner import Progress
-from thinktank.eval.store import ProblemRecord, RunStore
+from thinktank.eval.store import ProblemRecord, ResultStore
 from thinktank.exceptions import ClusterError
 from thinktank.tasks.base import Problem
 
@@ -51,7 +51,7 @@ def _cause(exc: BaseException) -> BaseException:
 async def run_eval_on_ray(
     job: WorkerJob,
     problems: list[Problem],
-    store: RunStore,
+    store: ResultStore,
     *,
     workers: int | None = None,
     concurrency: int = 4,
@@ -109,7 +109,7 @@ async def _drain(
     ray: Any,
     handles: list[Any],
     todo: list[tuple[int, Problem]],
-    store: RunStore,
+    store: ResultStore,
     progress: Progress,
     concurrency: int,
     problem_attempts: int,
@@ -156,7 +156,7 @@ async def _drain(
             wake.clear()
             batch = arrived[:]
             del arrived[:]
-            store.add_many(batch)  # the one write of these problems' rows
+            _commit(store, batch)  # the one write of these problems' rows
             remaining -= len(batch)
             for record in batch:
                 progress.done += 1
@@ -180,6 +180,16 @@ async def _drain(
         for task in [*lanes, committer]:
             task.cancel()
         await asyncio.gather(*lanes, committer, return_exceptions=True)
+
+
+def _commit(store: ResultStore, batch: list[ProblemRecord]) -> None:
+    """One transaction for the batch where the store has one (`RunStore.add_many`), else a row at a time."""
+    add_many = getattr(store, "add_many", None)
+    if add_many is not None:
+        add_many(batch)
+    else:
+        for record in batch:
+            store.add(record)
 
 
 def _gone(ray: Any) -> tuple[type[BaseException], ...]:
