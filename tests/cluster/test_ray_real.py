@@ -175,6 +175,32 @@ def test_the_eval_command_over_the_cluster_matches_a_local_run_and_forwards_the_
     assert rows(RunStore(tmp_path / "ray")) == rows(RunStore(tmp_path / "local"))
 
 
+def test_eval_over_the_cluster_with_a_backends_file_uses_the_pool_from_every_worker(ray_cluster, tmp_path):
+    """`--ray` + `--backends FILE`: each worker opens the file's pool (two loopback servers), its key read on the
+    driver; the rows equal the same command's without Ray."""
+    text = lambda body, i: f"#### {len(body['messages'][-1]['content']) % 7}"  # noqa: E731
+    with FakeOpenAIServer(text_for=text) as one, FakeOpenAIServer(text_for=text) as two:
+        backends = tmp_path / "backends.yaml"
+        backends.write_text(
+            "models:\n  my-model:\n    model: served-model\n    api_key_env: POOL_RAY_KEY\n    endpoints:\n"
+            f"      - {{url: {one.base_url}, slots: 2}}\n      - {{url: {two.base_url}, slots: 2}}\n"
+        )
+        env = dict(os.environ, COLUMNS="300", POOL_RAY_KEY="pool-secret", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        base = [sys.executable, "-m", "thinktank.cli", "eval", "--task", "gsm-symbolic", "--limit", "8", "-m", "my-model",
+                "--backends", str(backends), "--no-cache"]  # fmt: skip
+        local = subprocess.run([*base, "--run-dir", str(tmp_path / "local")], capture_output=True, text=True, env=env)
+        assert local.returncode == 0, local.stderr[-2000:]
+        before = len(one.chat_requests) + len(two.chat_requests)
+        ray = subprocess.run([*base, "--run-dir", str(tmp_path / "ray"), "--ray", ray_cluster.address, "--ray-workers", "2"],
+                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert ray.returncode == 0, ray.stderr[-3000:]
+        calls = one.chat_requests + two.chat_requests
+    assert len(calls) - before == before == 8
+    assert {r.headers["authorization"] for r in calls} == {"Bearer pool-secret"}
+    assert {r.body["model"] for r in calls} == {"served-model"}
+    assert rows(RunStore(tmp_path / "ray")) == rows(RunStore(tmp_path / "local"))
+
+
 async def test_a_node_lost_mid_run_costs_nothing_and_doubles_nothing(ray_cluster, tmp_path):
     """Last in this module: it kills the second node's raylet (the node dies); its worker restarts on the head."""
     arch = load_architecture("single", ["m"])
