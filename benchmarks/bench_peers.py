@@ -234,6 +234,9 @@ async def run_driver(
                 outcome.errors[t.problem_id] = "the driver gave no answer (it ended or stopped answering)"
         return outcome
     finally:
+        # a driver that is done exits by itself (the optillm one stops its proxy first): give it the time to
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 60)
         if proc.returncode is None:
             proc.kill()
         await proc.wait()

@@ -47,7 +47,7 @@ def main() -> None:
     def lm(temperature: float) -> Any:
         return OpenAICompatibleLanguageModel(
             endpoint=args.base_url, api_key="none", model_name=args.model, temperature=temperature,
-            max_tokens=args.max_tokens, max_concurrency=args.samples,
+            max_completion_tokens=args.max_tokens, max_concurrency=args.samples,
         )  # fmt: skip
 
     settings: dict[str, Any] = {"budget": args.samples, "temperature": args.temperature, "max_tokens": args.max_tokens}

@@ -10,7 +10,9 @@ sampling settings inside an approach (they are recorded in the header): `--tempe
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,13 +42,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the proxy's child before exec: the kernel stops the proxy if this driver dies without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_proxy(base_url: str, port: int, log: Path, timeout_s: float = 300.0) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("optillm")
     env = {**os.environ, "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "none")}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [str(exe), "--base-url", base_url, "--host", "127.0.0.1", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent,
         )  # fmt: skip
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

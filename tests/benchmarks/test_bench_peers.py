@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -207,3 +208,23 @@ def test_approaches_expand_peers_and_always_start_with_greedy() -> None:
     assert bp.parse_approaches("thinktank:single,optillm:bon") == ["thinktank:single", "optillm:bon"]
     with pytest.raises(SystemExit, match="unknown system 'archon'"):
         bp.parse_approaches("archon:layers")
+
+
+# --- the public-check service DSPy's reward calls ------------------------------------------------------------------
+
+
+def test_public_checks_service_runs_replies_in_the_sandbox_against_public_checks_only() -> None:
+    code = code_problem(0).input
+    math = TaskInput("toy/m", "math", "What is 2+2?")
+    requests = [
+        {"task": json.loads(bp.task_json(code)), "text": "```python\ndef add(a, b):\n    return a + b\n```"},
+        {"task": json.loads(bp.task_json(code)), "text": "```python\ndef add(a, b):\n    return a - b\n```"},
+        {"task": json.loads(bp.task_json(math)), "text": "It is 4.\n#### 4"},
+        {"task": json.loads(bp.task_json(math)), "text": ""},
+    ]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peers" / "public_checks.py")], text=True,
+                          input="".join(json.dumps(r) + "\n" for r in requests), capture_output=True, timeout=120,
+                          check=True)  # fmt: skip
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["passed"], r["checked"]) for r in replies] == [(True, True), (False, True), (True, False), (False, False)]
+    assert "AssertionError" in replies[1]["reason"]
