@@ -29,10 +29,11 @@ APPROACHES = ("none", "bon", "moa", "self_consistency", "plansearch")
 #: plansearch.py, server.py's defaults), so a row says what was run
 OWN_SETTINGS = {
     "none": "pass-through: the request as sent (temperature 0 here)",
-    "bon": "n=3 (--best-of-n default) samples at temperature 1 in one n-call, then the model rates each (0-10)",
+    "bon": "n=3 (--best-of-n default) samples at temperature 1 in one n-call, then one 0-10 rating call per sample at"
+    " temperature 0.1",
     "moa": "3 candidates at temperature 1, a critique and a final answer at temperature 0.1",
     "self_consistency": "5 samples at temperature 1, one after another; clusters whole texts (difflib ratio 0.8)",
-    "plansearch": "observations -> plans -> code (n=1), optillm's own temperatures",
+    "plansearch": "observations -> plans -> code (n=1), no temperature set (the server's default)",
 }
 
 
