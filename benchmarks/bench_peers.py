@@ -218,8 +218,13 @@ async def run_driver(
                 raw = await asyncio.wait_for(stdout.readline(), answer_timeout_s)
                 if not raw:
                     break
-                answer = json.loads(raw)
-                pid = str(answer["id"])
+                try:
+                    answer = json.loads(raw)
+                    pid = str(answer["id"])
+                except (ValueError, KeyError, TypeError):  # not a protocol line: keep it in the log, go on
+                    with open(log, "ab") as err:
+                        err.write(b"[bench_peers: not an answer line] " + raw)
+                    continue
                 outcome.seconds[pid] = float(answer.get("seconds") or 0.0)
                 outcome.reported[pid] = dict(answer.get("usage") or {})
                 if answer.get("error"):

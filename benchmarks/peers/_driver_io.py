@@ -28,6 +28,9 @@ from typing import Any
 Solve = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
 _print_lock = threading.Lock()
+#: the protocol's channel; the peer's own prints (its_hub prints its retries) go to stderr, i.e. the driver's log
+_PROTOCOL = sys.stdout
+sys.stdout = sys.stderr
 
 
 def common_args(description: str) -> argparse.ArgumentParser:
@@ -45,8 +48,8 @@ def common_args(description: str) -> argparse.ArgumentParser:
 
 def emit(obj: dict[str, Any]) -> None:
     with _print_lock:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
+        _PROTOCOL.write(json.dumps(obj) + "\n")
+        _PROTOCOL.flush()
 
 
 def refuse(peer: str, error: str) -> None:

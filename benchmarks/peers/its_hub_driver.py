@@ -44,13 +44,20 @@ def main() -> None:
     except ImportError as exc:
         refuse("its_hub", f"its_hub cannot be imported: {exc}")
 
+    # its_hub's client (aiohttp) gives up on a reply after aiohttp's default 300 s and retries it, and it has no
+    # setting for that; on a loaded CPU server one 512-token reply can take longer, so the limit is raised here
+    import aiohttp.client
+
+    aiohttp.client.DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=3600, sock_connect=30)
+
     def lm(temperature: float) -> Any:
         return OpenAICompatibleLanguageModel(
             endpoint=args.base_url, api_key="none", model_name=args.model, temperature=temperature,
             max_completion_tokens=args.max_tokens, max_concurrency=args.samples,
         )  # fmt: skip
 
-    settings: dict[str, Any] = {"budget": args.samples, "temperature": args.temperature, "max_tokens": args.max_tokens}
+    settings: dict[str, Any] = {"budget": args.samples, "temperature": args.temperature, "max_tokens": args.max_tokens,
+                                "http timeout": "3600 s (aiohttp's 300 s default raised)"}  # fmt: skip
     if args.approach == "best_of_n":
         settings["judge"] = "LLMJudge, same model, temperature 0, default prompt and JSON schema"
     else:

@@ -1,7 +1,7 @@
 """A fake peer for the bench_peers tests, speaking the drivers' protocol (`benchmarks/peers/_driver_io.py`).
 
 Approaches: `greedy` asks the server once at temperature 0 (stdlib HTTP, as a peer's own client would) and reports
-the usage the server returned; `echo` answers each problem with a fixed reply, no server; `refuse` declines in its
+the usage the server returned; `echo` answers each problem with a fixed reply, no server (`noisy` too, printing to stdout as it goes); `refuse` declines in its
 header; `crash` dies before its header; `die_after_one` answers one problem, then exits.
 """
 
@@ -35,6 +35,8 @@ def main() -> None:
             sys.stdout.flush()
             os._exit(1)
         answered.append(task["problem_id"])
+        if args.approach == "noisy":
+            print("Retrying after 0.4s (attempt 1) - a peer printing to stdout")
         if args.approach != "greedy":
             return REPLY, {}
         body = {"model": args.model, "messages": [{"role": "user", "content": task["prompt"]}], "temperature": 0,
@@ -45,7 +47,7 @@ def main() -> None:
             reply = json.loads(response.read())
         return reply["choices"][0]["message"]["content"], reply.get("usage", {})
 
-    if args.approach not in ("greedy", "echo", "die_after_one"):
+    if args.approach not in ("greedy", "echo", "noisy", "die_after_one"):
         emit({"ready": False, "error": f"unknown approach {args.approach}"})
         sys.exit(3)
     serve("fake", "0.0.1", args.approach, {"temperature": 0}, solve, args.concurrency)

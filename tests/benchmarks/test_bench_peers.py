@@ -137,6 +137,14 @@ async def test_a_driver_answers_every_problem_between_two_counter_reads(tmp_path
     assert outcome.version == "0.0.1" and outcome.settings == {"temperature": 0}
 
 
+async def test_a_peer_printing_to_stdout_does_not_break_the_protocol(tmp_path: Path) -> None:
+    tasks = [code_problem(i).input for i in range(2)]
+    outcome = await bp.run_driver(Path(sys.executable), FAKE_DRIVER, driver_args("noisy"), tasks,
+                                  counters_from([{}, {}]), tmp_path / "log")  # fmt: skip
+    assert set(outcome.texts) == {"toy/0", "toy/1"} and not outcome.errors
+    assert "a peer printing to stdout" in (tmp_path / "log").read_text()
+
+
 async def test_a_driver_that_dies_midway_leaves_errors_for_the_rest(tmp_path: Path) -> None:
     tasks = [code_problem(i).input for i in range(2)]
     counters = counters_from([{}, {}])
