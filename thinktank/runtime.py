@@ -2,7 +2,9 @@
 
 A model is served by, in order: the remote server given with `backend_url`; a
 long-lived embedded server started earlier with `thinktank backend start`; or an
-embedded llama-server started now and stopped when the block exits.
+embedded llama-server started now and stopped when the block exits. An embedded server started here decodes
+speculatively as `speculation` says for its model (default: on, `backends/speculation.py`); a `backend start`
+server keeps what it was started with.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from thinktank._paths import cache_root
 from thinktank.backends.base import Backend
 from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
+from thinktank.backends.speculation import SpeculationSettings
 from thinktank.engine import Engine, ResponseCache
 from thinktank.models.packs import model_label
 from thinktank.usage import PriceTable
@@ -34,7 +37,9 @@ async def open_engine(
     use_cache: bool = True,
     cache_path: Path | None = None,
     prices: PriceTable | None = None,
+    speculation: SpeculationSettings | None = None,
 ) -> AsyncIterator[Engine]:
+    speculation = speculation or SpeculationSettings()
     cache = ResponseCache(cache_path or default_cache_path()) if use_cache else None
     async with contextlib.AsyncExitStack() as stack:
         if cache is not None:
@@ -53,7 +58,9 @@ async def open_engine(
                     # behind their narrow ones: one choice per call here (same samples, prompt evaluated per slot)
                     backend = llama_server_backend(state.base_url, state.slots, max_n_per_call=1)
                 else:
-                    server = await stack.enter_async_context(LlamaServer(ref, slots=slots))
+                    server = await stack.enter_async_context(
+                        LlamaServer(ref, slots=slots, speculation=speculation.for_model(ref))
+                    )
                     backend = server.backend()
                 backends[label] = await stack.enter_async_context(backend)
                 backends.setdefault(ref, backends[label])

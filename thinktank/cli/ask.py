@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import console, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, ModelOpt, PricesOpt
+from thinktank.cli.common import console, prepare_local, run_async, served_names, speculation_settings
+from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, DraftOpt, ModelOpt, NoSpeculativeForOpt, NoSpeculativeOpt, PricesOpt
 from thinktank.models.packs import DEFAULT_MODEL
 
 
@@ -23,17 +23,21 @@ def ask(
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
     prices: PricesOpt = None,
+    no_speculative: NoSpeculativeOpt = False,
+    no_speculative_for: NoSpeculativeForOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Ask one question through the engine; prints the answer(s) and a usage line."""
     from thinktank.runtime import open_engine
     from thinktank.types import GenerationRequest
 
+    speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None:
-        prepare_local([model])
+        prepare_local([model], speculation)
 
     async def go() -> None:
         async with open_engine(
-            [model], backend_url=backend, api_key=os.environ.get(api_key_env), use_cache=not no_cache
+            [model], backend_url=backend, api_key=os.environ.get(api_key_env), use_cache=not no_cache, speculation=speculation
         ) as engine:
             ctx = engine.context(use_cache=not no_cache)
             request = GenerationRequest.from_prompt(

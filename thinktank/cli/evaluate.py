@@ -9,8 +9,18 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.common import console, err_console, load_prices, prepare_local, run_async, served_names, speculation_settings
+from thinktank.cli.options import (
+    ApiKeyEnvOpt,
+    BackendOpt,
+    DraftOpt,
+    NoCacheOpt,
+    NoSpeculativeForOpt,
+    NoSpeculativeOpt,
+    OtlpOpt,
+    PricesOpt,
+    SlotsOpt,
+)
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
 
 
@@ -43,6 +53,9 @@ def eval_command(
     no_cache: NoCacheOpt = False,
     prices: PricesOpt = None,
     otlp: OtlpOpt = None,
+    no_speculative: NoSpeculativeOpt = False,
+    no_speculative_for: NoSpeculativeForOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Evaluate an architecture on a task; resumable, with live accuracy and a results DB."""
     from thinktank.arch import load_architecture
@@ -58,8 +71,9 @@ def eval_command(
     problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
     names = served_names(model, backend)
     architecture = load_architecture(arch, names)
+    speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None:
-        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])))
+        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])), speculation)
     run_dir = run_dir or default_run_dir(task, model, arch)
     store = RunStore(run_dir)
     config = {
@@ -90,6 +104,7 @@ def eval_command(
             slots=slots,
             use_cache=not no_cache,
             prices=load_prices(prices),
+            speculation=speculation,
         ) as engine:
             columns = (
                 TextColumn("[bold]{task.description}"),
