@@ -5,7 +5,7 @@ import pytest
 from gguf_files import tokenizer_gguf
 from typer.testing import CliRunner
 
-from thinktank.backends.llama_server import LlamaServer
+from thinktank.backends.llama_server import LlamaServer, speculation_failure
 from thinktank.backends.speculation import DEFAULT_DRAFT_MAX, DEFAULT_NGRAM, Speculation, SpeculationSettings
 from thinktank.cli import app
 from thinktank.cli.common import speculation_settings
@@ -133,19 +133,13 @@ def test_a_draft_that_is_not_there_is_refused_not_fatal(tmp_path):
     assert server.draft_refused is not None and "does not exist" in server.draft_refused
 
 
-def test_a_server_that_dropped_speculation_says_so(tmp_path, caplog, monkeypatch):
-    server = LlamaServer(SMALL, speculation=Speculation(ngram="ngram-mod"))
-    monkeypatch.setattr(server, "log_path", tmp_path / "server.log")
-    server.log_path.write_text("srv load_model: ...\nsrv init: failed to initialize speculative decoding context: boom\n")
-    with caplog.at_level(logging.WARNING, logger="thinktank.backends"):
-        server._check_speculation()
-    assert server.speculation_failed is not None and "boom" in server.speculation_failed
-    assert "runs without speculative decoding" in caplog.text
-    server.log_path.write_text("srv init: all fine\n")
-    quiet = LlamaServer(SMALL, speculation=Speculation(ngram="ngram-mod"))
-    monkeypatch.setattr(quiet, "log_path", server.log_path)
-    quiet._check_speculation()
-    assert quiet.speculation_failed is None
+def test_a_server_that_dropped_speculation_says_why():
+    log = ["srv load_model: ...", "E srv init: failed to initialize speculative decoding context: boom", "srv ready"]
+    dropped = [{"id": 0, "speculative": False}, {"id": 1, "speculative": False}]
+    assert speculation_failure(dropped, log) == "E srv init: failed to initialize speculative decoding context: boom"
+    assert speculation_failure(dropped, ["srv ready"]) == "its /slots report speculative: false"
+    assert speculation_failure([{"id": 0, "speculative": True}], log) is None  # the log may be another server's
+    assert speculation_failure({"error": "slots disabled"}, log) is None
 
 
 def test_cli_flags_become_settings():

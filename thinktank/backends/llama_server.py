@@ -221,7 +221,7 @@ class LlamaServer:
         except BaseException:
             self.terminate(timeout_s=1.0)  # still loading: nothing to shut down gracefully, so Ctrl-C is prompt
             raise
-        self._check_speculation()
+        await self._check_speculation()
         if self.detached:
             state = ServerState(self.model, self.process.pid, self.host, self.port, self.slots, str(self.log_path))
             _state_file(self.model).write_text(json.dumps(asdict(state)))
@@ -243,17 +243,24 @@ class LlamaServer:
                 await asyncio.sleep(0.1)  # polling a child's readiness, not pacing API calls
         raise BackendStartError(f"llama-server not healthy after {self.startup_timeout_s:.0f}s", str(self.log_path))
 
-    def _check_speculation(self) -> None:
-        """llama-server serves without speculation when it cannot set it up; say so rather than run slower silently."""
+    async def _check_speculation(self) -> None:
+        """llama-server serves without speculation when it cannot set it up; say so rather than run slower silently.
+        Its `/slots` tell whether each slot speculates; the log (shared by servers of one model) only why."""
         if not self.speculation.enabled:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                response = await client.get(f"http://{self.host}:{self.port}/slots")
+            slots = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
             return
         try:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
-            return
-        failed = [line.strip() for line in lines if any(marker in line for marker in SPECULATION_FAILED_LINES)]
-        if failed:
-            self.speculation_failed = f"llama-server for {self.model} runs without speculative decoding: {failed[0]}"
+            lines = []
+        failed = speculation_failure(slots, lines)
+        if failed is not None:
+            self.speculation_failed = f"llama-server for {self.model} runs without speculative decoding: {failed}"
             log.warning("%s (log: %s)", self.speculation_failed, self.log_path)
 
     def log_tail(self, lines: int = 5) -> str:
@@ -303,6 +310,14 @@ class LlamaServer:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.terminate()  # synchronous on purpose: must finish even while the task is being cancelled
+
+
+def speculation_failure(slots: object, log_lines: list[str]) -> str | None:
+    """Why a server asked to speculate does not (its `/slots` JSON, its log), or None when every slot speculates."""
+    if not isinstance(slots, list) or not slots or all(isinstance(s, dict) and s.get("speculative") for s in slots):
+        return None
+    reasons = [line.strip() for line in log_lines if any(marker in line for marker in SPECULATION_FAILED_LINES)]
+    return reasons[0] if reasons else "its /slots report speculative: false"
 
 
 def stop_detached(model: str, timeout_s: float = 10.0) -> bool:
