@@ -103,6 +103,9 @@ def test_the_server_command_carries_the_speculation_and_keeps_the_thread_count()
     assert flag(line, "-t") == "2" and "--spec-draft-threads" not in line  # the draft shares the target's threads
     plain = LlamaServer(BIG, port=1234, speculation=Speculation()).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
     assert not [arg for arg in plain if arg.startswith("--spec")]
+    assert "--no-repack" in line and "--no-repack" in plain  # one matmul kernel for 1 and n tokens: same logits
+    embedding = LlamaServer(BIG, port=1234, embedding=True).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
+    assert "--no-repack" not in embedding and "--spec-type" not in embedding
 
 
 def test_a_draft_with_another_vocabulary_is_refused_with_the_reason(tmp_path, caplog):

@@ -143,7 +143,12 @@ class LlamaServer:
         pack's draft, n-gram lookup), none for an embedding server. A draft whose vocabulary does not match the
         model's is refused before start-up: the server starts without it, `draft_refused` says why, and a warning
         is logged. The draft shares the server's threads (`-t`), so it costs its weights' and KV cache's RAM but no
-        extra cores."""
+        extra cores.
+
+        A generative server keeps its weights as stored (`--no-repack`): repacked Q4_K weights are multiplied by one
+        kernel for a single token and another for several, whose last bits differ, so a greedy call verified in a
+        batch (speculation) or decoded beside other slots could pick another token at a near-tie. One kernel for
+        every batch size makes outputs independent of speculation and of concurrent calls."""
         self.binary = binary
         self.embedding = embedding
         if speculation is None:
@@ -179,7 +184,7 @@ class LlamaServer:
             "--alias", self.model,
             "--metrics",
             "--no-webui",
-            *(("--embedding", "--pooling", "mean") if self.embedding else ()),
+            *(("--embedding", "--pooling", "mean") if self.embedding else ("--no-repack",)),
             *self.speculation.args(draft_path),
         ]  # fmt: skip
 
