@@ -9,6 +9,8 @@
    with a failing-check line, at repair's temperature 0.2 and a fixed seed, without and with n-gram lookup.
    Target: ≥ 1.3×. The same 0.5B servers also answer the plain prompts, which shows what n-grams cost on
    calls that copy nothing (they are on for every server).
+3. "off, repacked": the 1.5B as servers ran before (weights repacked for the CPU's gemm kernels), which shows
+   what `--no-repack` (one kernel for every batch size, so speculation stays lossless) costs.
 
 Decode speed is the server's own (`timings`: predicted tokens / predicted ms, prompt evaluation excluded);
 wall time per call is shown too. One slot per server and `-t` as thinktank starts it (all cores); the servers
@@ -123,7 +125,12 @@ async def main(args: argparse.Namespace) -> None:
 
     big = await compare(
         BIG,
-        {"off": Speculation(), "draft": Speculation(draft=SMALL), "shipped": SpeculationSettings().for_model(BIG)},
+        {
+            "off": Speculation(),
+            "off, repacked": None,
+            "draft": Speculation(draft=SMALL),
+            "shipped": SpeculationSettings().for_model(BIG),
+        },
         prompts,
         **greedy,
     )

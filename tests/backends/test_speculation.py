@@ -106,6 +106,8 @@ def test_the_server_command_carries_the_speculation_and_keeps_the_thread_count()
     assert "--no-repack" in line and "--no-repack" in plain  # one matmul kernel for 1 and n tokens: same logits
     embedding = LlamaServer(BIG, port=1234, embedding=True).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
     assert "--no-repack" not in embedding and "--spec-type" not in embedding
+    repacked = LlamaServer(BIG, port=1234, repack=True).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
+    assert "--no-repack" not in repacked
 
 
 def test_a_draft_with_another_vocabulary_is_refused_with_the_reason(tmp_path, caplog):

@@ -134,6 +134,7 @@ class LlamaServer:
         binary: Path | None = None,
         embedding: bool = False,
         speculation: Speculation | None = None,
+        repack: bool | None = None,
     ) -> None:
         """`binary`: a llama-server executable to run instead of thinktank's own build (e.g. to compare two builds).
 
@@ -148,12 +149,14 @@ class LlamaServer:
         A generative server keeps its weights as stored (`--no-repack`): repacked Q4_K weights are multiplied by one
         kernel for a single token and another for several, whose last bits differ, so a greedy call verified in a
         batch (speculation) or decoded beside other slots could pick another token at a near-tie. One kernel for
-        every batch size makes outputs independent of speculation and of concurrent calls."""
+        every batch size makes outputs independent of speculation and of concurrent calls. `repack=True` repacks
+        anyway (the default for an embedding server)."""
         self.binary = binary
         self.embedding = embedding
         if speculation is None:
             speculation = Speculation() if embedding else SpeculationSettings().for_model(model)
         self.speculation = speculation
+        self.repack = embedding if repack is None else repack
         self.draft_refused: str | None = None
         self.speculation_failed: str | None = None
         self.model_ref = model
@@ -184,7 +187,8 @@ class LlamaServer:
             "--alias", self.model,
             "--metrics",
             "--no-webui",
-            *(("--embedding", "--pooling", "mean") if self.embedding else ("--no-repack",)),
+            *(("--embedding", "--pooling", "mean") if self.embedding else ()),
+            *(() if self.repack else ("--no-repack",)),
             *self.speculation.args(draft_path),
         ]  # fmt: skip
 
