@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -87,6 +88,9 @@ async def compare(model: str, configs: dict[str, Speculation], prompts: list[str
                 for name, server in servers.items():
                     reply, wall = await chat(client, server, prompt, **options)
                     tallies[name].add(reply, wall)
+                    timings = reply["timings"]
+                    print(f"  {model} {name}: {timings['predicted_n']} tokens, {timings['predicted_per_second']:.2f} tok/s,"
+                          f" {wall:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         for server in servers.values():
             server.terminate()
