@@ -83,14 +83,16 @@ async def compare(model: str, configs: dict[str, Speculation], prompts: list[str
     try:
         for server in servers.values():
             await server.start()
+        if len({server.port for server in servers.values()}) < len(servers):
+            raise RuntimeError("two servers of one comparison share a port")
         async with httpx.AsyncClient(timeout=1800) as client:
             for prompt in prompts:
                 for name, server in servers.items():
                     reply, wall = await chat(client, server, prompt, **options)
                     tallies[name].add(reply, wall)
                     timings = reply["timings"]
-                    print(f"  {model} {name}: {timings['predicted_n']} tokens, {timings['predicted_per_second']:.2f} tok/s,"
-                          f" {wall:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+                    speed = f"{timings['predicted_n']} tokens, {timings['predicted_per_second']:.2f} tok/s, {wall:.1f} s"
+                    print(f"  {model} {name} (:{server.port}): {speed}", file=sys.stderr, flush=True)
     finally:
         for server in servers.values():
             server.terminate()
