@@ -76,9 +76,13 @@ async def chat(client: httpx.AsyncClient, server: LlamaServer, content: str, **o
     return response.json(), time.monotonic() - started
 
 
-async def compare(model: str, configs: dict[str, Speculation], prompts: list[str], **options: object) -> dict[str, Tally]:
-    """Every prompt to every server in turn (so background load hits all alike); one tally per configuration."""
-    servers = {name: LlamaServer(model, slots=1, ctx_per_slot=4096, speculation=spec) for name, spec in configs.items()}
+async def compare(model: str, configs: dict[str, Speculation | None], prompts: list[str], **options: object) -> dict[str, Tally]:
+    """Every prompt to every server in turn (so background load hits all alike); one tally per configuration.
+    A configuration of None: no speculation, weights repacked (as servers ran before speculation came)."""
+    servers = {
+        name: LlamaServer(model, slots=1, ctx_per_slot=4096, speculation=spec or Speculation(), repack=spec is None)
+        for name, spec in configs.items()
+    }
     tallies = {name: Tally() for name in configs}
     try:
         for server in servers.values():
