@@ -3,7 +3,9 @@
 A model is served by, in order: the pool a backends file (`--backends`) declares
 under its name; the remote server given with `backend_url`; a long-lived embedded
 server started earlier with `thinktank backend start`; or an embedded llama-server
-started now and stopped when the block exits.
+started now and stopped when the block exits. An embedded server started here decodes
+speculatively as `speculation` says for its model (`backends/speculation.py`); a
+`backend start` server keeps what it was started with.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from thinktank.backends.base import Backend
 from thinktank.backends.config import BackendsConfig
 from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
+from thinktank.backends.speculation import SpeculationSettings
 from thinktank.engine import Engine
 from thinktank.engine.cache import ResponseCache, SampleCache
 from thinktank.models.packs import model_label
@@ -58,8 +61,10 @@ async def open_engine(
     cache_path: str | Path | None = None,
     prices: PriceTable | None = None,
     pools: BackendsConfig | None = None,
+    speculation: SpeculationSettings | None = None,
 ) -> AsyncIterator[Engine]:
     """`cache_path`: a SQLite file or a postgresql:// URL shared with other processes (see `cache_location`)."""
+    speculation = speculation or SpeculationSettings()
     async with contextlib.AsyncExitStack() as stack:
         cache = await open_cache(cache_location(cache_path)) if use_cache else None
         if cache is not None:
@@ -82,7 +87,9 @@ async def open_engine(
                     # behind their narrow ones: one choice per call here (same samples, prompt evaluated per slot)
                     backend = llama_server_backend(state.base_url, state.slots, max_n_per_call=1)
                 else:
-                    server = await stack.enter_async_context(LlamaServer(ref, slots=slots))
+                    server = await stack.enter_async_context(
+                        LlamaServer(ref, slots=slots, speculation=speculation.for_model(ref))
+                    )
                     backend = server.backend()
                 backends[label] = await stack.enter_async_context(backend)
                 backends.setdefault(ref, backends[label])

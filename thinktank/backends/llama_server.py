@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import signal
 import socket
@@ -36,10 +37,16 @@ from thinktank._paths import cache_dir
 from thinktank.backends.http_errors import map_httpx_errors, status_error
 from thinktank.backends.llama_build import ensure_llama_server, free_port
 from thinktank.backends.openai_compat import OpenAICompatBackend
-from thinktank.exceptions import BackendError, BackendStartError
+from thinktank.backends.speculation import Speculation, SpeculationSettings
+from thinktank.exceptions import BackendError, BackendStartError, ThinktankError
+from thinktank.models.gguf import read_vocab, vocab_mismatch
 from thinktank.models.packs import model_label, resolve
 
 PR_SET_PDEATHSIG = 1
+log = logging.getLogger("thinktank.backends")
+
+#: what llama-server logs when it drops speculation at start-up (and then serves without it)
+SPECULATION_FAILED_LINES = ("failed to initialize speculative decoding", "speculative decoding not supported")
 
 
 def _die_with_parent() -> None:
@@ -126,12 +133,32 @@ class LlamaServer:
         detached: bool = False,
         binary: Path | None = None,
         embedding: bool = False,
+        speculation: Speculation | None = None,
+        repack: bool | None = None,
     ) -> None:
         """`binary`: a llama-server executable to run instead of thinktank's own build (e.g. to compare two builds).
 
-        `embedding`: serve `/v1/embeddings` (mean-pooled, so a generative pack works too) instead of generation."""
+        `embedding`: serve `/v1/embeddings` (mean-pooled, so a generative pack works too) instead of generation.
+
+        `speculation`: how it decodes speculatively (`backends/speculation.py`); default: the model's default (its
+        pack's draft, n-gram lookup), none for an embedding server. A draft whose vocabulary does not match the
+        model's is refused before start-up: the server starts without it, `draft_refused` says why, and a warning
+        is logged. The draft shares the server's threads (`-t`), so it costs its weights' and KV cache's RAM but no
+        extra cores.
+
+        A generative server keeps its weights as stored (`--no-repack`): repacked Q4_K weights are multiplied by one
+        kernel for a single token and another for several, whose last bits differ, so a greedy call verified in a
+        batch (speculation) or decoded beside other slots could pick another token at a near-tie. One kernel for
+        every batch size makes outputs independent of speculation and of concurrent calls. `repack=True` repacks
+        anyway (the default for an embedding server)."""
         self.binary = binary
         self.embedding = embedding
+        if speculation is None:
+            speculation = Speculation() if embedding else SpeculationSettings().for_model(model)
+        self.speculation = speculation
+        self.repack = embedding if repack is None else repack
+        self.draft_refused: str | None = None
+        self.speculation_failed: str | None = None
         self.model_ref = model
         self.model = model_label(model)
         self.slots = slots
@@ -148,7 +175,7 @@ class LlamaServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def command(self, binary: Path, model_path: Path) -> list[str]:
+    def command(self, binary: Path, model_path: Path, draft_path: Path | None = None) -> list[str]:
         return [
             str(binary),
             "-m", str(model_path),
@@ -161,10 +188,29 @@ class LlamaServer:
             "--metrics",
             "--no-webui",
             *(("--embedding", "--pooling", "mean") if self.embedding else ()),
+            *(() if self.repack else ("--no-repack",)),
+            *self.speculation.args(draft_path),
         ]  # fmt: skip
+
+    def _checked_draft(self, model_path: Path) -> Path | None:
+        """The draft's file if it may draft for this model; else None, with the reason in `draft_refused`."""
+        draft = self.speculation.draft
+        if draft is None:
+            return None
+        try:
+            draft_path = resolve(draft)
+            reason = vocab_mismatch(read_vocab(model_path), read_vocab(draft_path))
+        except ThinktankError as exc:
+            reason = str(exc)
+        if reason is None:
+            return draft_path
+        self.draft_refused = f"draft {draft!r} refused for {self.model}: {reason}"
+        log.warning("%s; starting without a draft model", self.draft_refused)
+        return None
 
     async def start(self) -> None:
         model_path = await asyncio.to_thread(resolve, self.model_ref)
+        draft_path = await asyncio.to_thread(self._checked_draft, model_path)
         binary = self.binary if self.binary is not None else await asyncio.to_thread(ensure_llama_server)
         if self.port is None:
             self.port = free_port(self.host)
@@ -172,7 +218,7 @@ class LlamaServer:
             raise BackendStartError(f"port {self.port} on {self.host} is in use; pick another with --port or omit it")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                self.command(binary, model_path),
+                self.command(binary, model_path, draft_path),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -184,6 +230,7 @@ class LlamaServer:
         except BaseException:
             self.terminate(timeout_s=1.0)  # still loading: nothing to shut down gracefully, so Ctrl-C is prompt
             raise
+        await self._check_speculation()
         if self.detached:
             state = ServerState(self.model, self.process.pid, self.host, self.port, self.slots, str(self.log_path))
             _state_file(self.model).write_text(json.dumps(asdict(state)))
@@ -204,6 +251,26 @@ class LlamaServer:
                         return
                 await asyncio.sleep(0.1)  # polling a child's readiness, not pacing API calls
         raise BackendStartError(f"llama-server not healthy after {self.startup_timeout_s:.0f}s", str(self.log_path))
+
+    async def _check_speculation(self) -> None:
+        """llama-server serves without speculation when it cannot set it up; say so rather than run slower silently.
+        Its `/slots` tell whether each slot speculates; the log (shared by servers of one model) only why."""
+        if not self.speculation.enabled:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                response = await client.get(f"http://{self.host}:{self.port}/slots")
+            slots = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        failed = speculation_failure(slots, lines)
+        if failed is not None:
+            self.speculation_failed = f"llama-server for {self.model} runs without speculative decoding: {failed}"
+            log.warning("%s (log: %s)", self.speculation_failed, self.log_path)
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -252,6 +319,14 @@ class LlamaServer:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.terminate()  # synchronous on purpose: must finish even while the task is being cancelled
+
+
+def speculation_failure(slots: object, log_lines: list[str]) -> str | None:
+    """Why a server asked to speculate does not (its `/slots` JSON, its log), or None when every slot speculates."""
+    if not isinstance(slots, list) or not slots or all(isinstance(s, dict) and s.get("speculative") for s in slots):
+        return None
+    reasons = [line.strip() for line in log_lines if any(marker in line for marker in SPECULATION_FAILED_LINES)]
+    return reasons[0] if reasons else "its /slots report speculative: false"
 
 
 def stop_detached(model: str, timeout_s: float = 10.0) -> bool:

@@ -7,8 +7,18 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import console, load_backends, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, ModelOpt, PricesOpt
+from thinktank.cli.common import console, load_backends, prepare_local, run_async, served_names, speculation_settings
+from thinktank.cli.options import (
+    ApiKeyEnvOpt,
+    BackendOpt,
+    BackendsOpt,
+    CacheOpt,
+    DraftOpt,
+    ModelOpt,
+    NoSpeculativeForOpt,
+    NoSpeculativeOpt,
+    PricesOpt,
+)
 from thinktank.models.packs import DEFAULT_MODEL
 
 
@@ -25,14 +35,18 @@ def ask(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
     cache: CacheOpt = None,
     prices: PricesOpt = None,
+    no_speculative: NoSpeculativeOpt = False,
+    no_speculative_for: NoSpeculativeForOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Ask one question through the engine; prints the answer(s) and a usage line."""
     from thinktank.runtime import open_engine
     from thinktank.types import GenerationRequest
 
     pools = load_backends(backends)
+    speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None:
-        prepare_local([model], pools)
+        prepare_local([model], pools, speculation=speculation)
 
     async def go() -> None:
         async with open_engine(
@@ -42,6 +56,7 @@ def ask(
             use_cache=not no_cache,
             pools=pools,
             cache_path=cache,
+            speculation=speculation,
         ) as engine:
             ctx = engine.context(use_cache=not no_cache)
             request = GenerationRequest.from_prompt(

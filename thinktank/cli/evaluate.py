@@ -9,13 +9,25 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
+from thinktank.cli.common import (
+    console,
+    err_console,
+    load_backends,
+    load_prices,
+    prepare_local,
+    run_async,
+    served_names,
+    speculation_settings,
+)
 from thinktank.cli.options import (
     ApiKeyEnvOpt,
     BackendOpt,
     BackendsOpt,
     CacheOpt,
+    DraftOpt,
     NoCacheOpt,
+    NoSpeculativeForOpt,
+    NoSpeculativeOpt,
     OtlpOpt,
     PricesOpt,
     RayOpt,
@@ -67,6 +79,9 @@ def eval_command(
     otlp: OtlpOpt = None,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
+    no_speculative: NoSpeculativeOpt = False,
+    no_speculative_for: NoSpeculativeForOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Evaluate an architecture on a task; resumable, with live accuracy and a results DB."""
     from thinktank.arch import load_architecture
@@ -85,8 +100,10 @@ def eval_command(
     problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
     names = served_names(model, backend, pools)
     architecture = load_architecture(arch, names)
+    speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None and ray is None:  # on a cluster each worker pulls and builds on its own node
-        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])), pools)
+        prepare_local(list(dict.fromkeys([*model, *(m for m in architecture.models if m in PACKS)])), pools,
+                      speculation=speculation)  # fmt: skip
     run_dir = run_dir or default_run_dir(task, model, arch)
     store_url = store_url or os.environ.get("THINKTANK_STORE_URL") or None
     store: ResultStore
@@ -129,6 +146,7 @@ def eval_command(
             cache_path=cache,
             prices=load_prices(prices),
             pools=pools,
+            speculation=speculation,
         ) as engine:
             columns = (
                 TextColumn("[bold]{task.description}"),

@@ -61,3 +61,23 @@ RayOpt = Annotated[
 RayWorkersOpt = Annotated[
     int | None, typer.Option(min=1, help="With --ray: worker actors, each with its own engine (default: one per node).")
 ]
+NoSpeculativeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-speculative",
+        help="Embedded servers decode without speculation (no draft model, no n-gram lookup). Default: on, lossless.",
+    ),
+]
+NoSpeculativeForOpt = Annotated[
+    list[str] | None,
+    typer.Option("--no-speculative-for", help="No speculative decoding for this model's embedded server; repeat for several."),
+]
+DraftOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--draft",
+        help="MODEL=DRAFT: the draft model (pack or .gguf) MODEL's embedded server speculates with, or MODEL=none."
+        " Default: the pack's own (qwen2.5-coder-1.5b-instruct: qwen2.5-coder-0.5b-instruct). A draft whose vocabulary"
+        " differs from MODEL's is refused with the reason, and the server starts without one.",
+    ),
+]

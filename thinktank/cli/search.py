@@ -9,8 +9,29 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, run_async, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.common import (
+    console,
+    err_console,
+    load_backends,
+    load_prices,
+    prepare_local,
+    run_async,
+    served_names,
+    speculation_settings,
+)
+from thinktank.cli.options import (
+    ApiKeyEnvOpt,
+    BackendOpt,
+    BackendsOpt,
+    CacheOpt,
+    DraftOpt,
+    NoCacheOpt,
+    NoSpeculativeForOpt,
+    NoSpeculativeOpt,
+    OtlpOpt,
+    PricesOpt,
+    SlotsOpt,
+)
 
 
 class _SearchBars:
@@ -78,6 +99,9 @@ def search(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     otlp: OtlpOpt = None,
+    no_speculative: NoSpeculativeOpt = False,
+    no_speculative_for: NoSpeculativeForOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems."""
     from thinktank.exceptions import ConfigError
@@ -105,8 +129,9 @@ def search(
     )
     pools = load_backends(backends)
     names = served_names(refs, backend, pools)
+    speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None:
-        prepare_local(refs, pools)  # unknown models and missing packs fail here, before any work
+        prepare_local(refs, pools, speculation=speculation)  # unknown models and missing packs fail here, before any work
     greedy = served_names((m for m in greedy_models.split(",") if m.strip()), backend, pools)
     if unknown := [m for m in greedy if m not in names]:
         raise ConfigError(f"--greedy-models {', '.join(unknown)} not in --models")
@@ -128,7 +153,8 @@ def search(
 
     async def run(telemetry: Any) -> Any:
         async with open_engine(refs, backend_url=backend, api_key=os.environ.get(api_key_env), slots=slots,
-                               use_cache=not no_cache, cache_path=cache, prices=price_table, pools=pools) as engine:  # fmt: skip
+                               use_cache=not no_cache, cache_path=cache, prices=price_table, pools=pools,
+                               speculation=speculation) as engine:  # fmt: skip
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TimeRemainingColumn())  # fmt: skip
             with Progress(*columns, console=err_console) as bars:

@@ -8,8 +8,28 @@ from typing import Annotated
 
 import typer
 
-from thinktank.cli.common import console, err_console, load_backends, load_prices, prepare_local, served_names
-from thinktank.cli.options import ApiKeyEnvOpt, BackendOpt, BackendsOpt, CacheOpt, NoCacheOpt, OtlpOpt, PricesOpt, SlotsOpt
+from thinktank.cli.common import (
+    console,
+    err_console,
+    load_backends,
+    load_prices,
+    prepare_local,
+    served_names,
+    speculation_settings,
+)
+from thinktank.cli.options import (
+    ApiKeyEnvOpt,
+    BackendOpt,
+    BackendsOpt,
+    CacheOpt,
+    DraftOpt,
+    NoCacheOpt,
+    NoSpeculativeForOpt,
+    NoSpeculativeOpt,
+    OtlpOpt,
+    PricesOpt,
+    SlotsOpt,
+)
 from thinktank.models.packs import DEFAULT_MODEL, PACKS
 
 
@@ -48,6 +68,9 @@ def serve(
         ),
     ] = None,
     otlp: OtlpOpt = None,
+    no_speculative: NoSpeculativeOpt = False,
+    no_speculative_for: NoSpeculativeForOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Serve architectures behind an OpenAI-compatible API: the request's `model` names the architecture."""
     import functools
@@ -71,10 +94,11 @@ def serve(
         for preset, missing in skipped.items():
             console.print(f"[dim]not serving {preset}: needs {', '.join(missing)} (`thinktank models pull`)[/dim]")
     used = list(dict.fromkeys(m for a in architectures for m in a.models)) or names
+    speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None:
         refs = [ref for ref, name in zip(model, names, strict=True) if name in used]
         used = list(dict.fromkeys([*refs, *(m for m in used if m not in names)]))
-        prepare_local([m for m in used if m in PACKS or m in model], pools)
+        prepare_local([m for m in used if m in PACKS or m in model], pools, speculation=speculation)
     api_key = os.environ.get(api_key_env) or None
     if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
@@ -99,6 +123,7 @@ def serve(
         cache_path=cache,
         prices=load_prices(prices),
         pools=pools,
+        speculation=speculation,
     )
     with exporting(otlp, service_name="thinktank-serve") as telemetry:
         application = create_app(engine, architectures, settings, telemetry)

@@ -32,6 +32,8 @@ class ModelPack:
     sha256: str
     size: int
     description: str
+    #: a smaller pack of the same tokenizer family whose guesses this one verifies (speculative decoding)
+    draft: str | None = None
 
     @property
     def path(self) -> Path:
@@ -80,6 +82,7 @@ PACKS: dict[str, ModelPack] = {
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             1_117_320_768,
             "Qwen2.5-Coder 1.5B instruct: stronger, ~3x slower",
+            draft="qwen2.5-coder-0.5b-instruct",
         ),
     ]
 }
