@@ -44,7 +44,7 @@ def pal_preset(n: int, max_tokens: int):
 
 async def test_program_preset_on_gsm_symbolic_runs_programs_in_the_sandbox_and_accounts_every_token(server, tmp_path):
     problems = GsmSymbolicTask(n=3, seed=0).load(limit=3)
-    architecture = pal_preset(n=2, max_tokens=256)
+    architecture = pal_preset(n=2, max_tokens=192)
     store = RunStore(tmp_path / "run")
     async with server.backend() as backend:
         engine = Engine({MODEL: backend})

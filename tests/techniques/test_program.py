@@ -125,6 +125,8 @@ async def test_draw_gives_the_samples_apply_would_with_the_same_seeds():
         ("6 * 7 = 42.\n#### 42", "42", 1.0, True),
         ("6 + 7 = 13.\n#### 13", None, 0.0, False),
         ("Let me compute it.", "42", 0.5, None),
+        ("To find the answer, multiply 6 by 7.", "42", 0.5, None),  # numbers, but no stated answer
+        ("So the answer is 42.", "42", 1.0, True),
     ],
 )
 async def test_self_verification_abstains_when_prose_and_program_disagree(prose, answer, score, agrees):

@@ -52,7 +52,7 @@ __all__ = ["ENTRY", "Program", "read_program", "run_program", "run_programs", "s
 ENTRY = "solution"
 _DEFINES = re.compile(rf"^\s*def\s+{ENTRY}\s*\(", re.MULTILINE)
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
-_MARKED = re.compile(r"####|\\boxed|\banswer\b", re.IGNORECASE)  # prose that states an answer, not just numbers
+_MARKED = re.compile(r"####|\\boxed|\banswer\**\s*(?:is\b|:|=)", re.IGNORECASE)  # prose stating an answer, not just numbers
 
 _PROGRAM = """Write a Python function `solution()` that takes no arguments, computes the answer step by step (one \
 variable per quantity in the problem) and returns it as a number. Do not print it. Put the program in one ```python \
