@@ -54,17 +54,14 @@ _DEFINES = re.compile(rf"^\s*def\s+{ENTRY}\s*\(", re.MULTILINE)
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _MARKED = re.compile(r"####|\\boxed|\banswer\**\s*(?:is\b|:|=)", re.IGNORECASE)  # prose stating an answer, not just numbers
 
-_PROGRAM = """Write a Python function `solution()` that takes no arguments, computes the answer step by step (one \
-variable per quantity in the problem) and returns it as a number. Do not print it. Put the program in one ```python \
-block.
-
-For example, for "Tom has 3 boxes of 12 apples and eats 5 of them. How many apples are left?":
+# No worked example with numbers: a 0.5B model copied one (its quantities, even its answer) into every problem
+_PROGRAM = """Write a Python function `solution()` that takes no arguments, computes the answer step by step with \
+one variable per quantity given in this problem, and returns the answer as a number. Do not print it. Put the \
+program in one ```python block:
 ```python
 def solution():
-    boxes = 3
-    apples_per_box = 12
-    eaten = 5
-    return boxes * apples_per_box - eaten
+    ...
+    return answer
 ```"""
 INSTRUCTION = "Answer with a program instead of doing the arithmetic in words. " + _PROGRAM
 CHECKED_INSTRUCTION = (
