@@ -46,6 +46,7 @@ TECHNIQUES: dict[str, str] = {
     "gen_tests": "thinktank.techniques.gen_tests:GenTests",
     "generate": "thinktank.techniques.generate:Generate",
     "permute": "thinktank.techniques.permute:Permute",
+    "program": "thinktank.techniques.program:Program",
     "rank": "thinktank.techniques.rank:Rank",
     "read": "thinktank.techniques.read:Read",
     "repair": "thinktank.techniques.repair:Repair",

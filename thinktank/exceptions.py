@@ -47,12 +47,12 @@ class ConfigError(ThinktankError):
 
 
 class UnknownModelError(ConfigError):
-    def __init__(self, name: str, known: list[str]) -> None:
+    def __init__(self, name: str, known: list[str], *, hint: str | None = None) -> None:
+        """`hint` replaces the default advice (a path to a local .gguf file) when more is known about `name`."""
         self.name = name
         self.known = sorted(known)
-        super().__init__(
-            f"unknown model {name!r}; known models: {', '.join(self.known) or '(none)'} — or pass a path to a local .gguf file"
-        )
+        advice = hint or "or pass a path to a local .gguf file"
+        super().__init__(f"unknown model {name!r}; known models: {', '.join(self.known) or '(none)'} — {advice}")
 
 
 class UnknownTaskError(ConfigError):

@@ -198,8 +198,8 @@ def test_prepare_local_pulls_draft_packs_and_survives_a_failed_pull(monkeypatch)
     monkeypatch.setattr(common, "pull_with_progress", fake_pull)
     monkeypatch.setattr(llama_build, "good_binary", lambda: Path("/bin/llama-server"))
     monkeypatch.setattr(type(PACKS[BIG]), "is_pulled", property(lambda pack: pack.name == BIG))
-    common.prepare_local([BIG], SpeculationSettings())  # the 0.5B draft fails to pull: a warning, not an error
-    common.prepare_local([BIG], SpeculationSettings(drafts={BIG: TINY}))
+    common.prepare_local([BIG], speculation=SpeculationSettings())  # the 0.5B draft fails to pull: a warning, not an error
+    common.prepare_local([BIG], speculation=SpeculationSettings(drafts={BIG: TINY}))
     assert pulled == [TINY]
-    common.prepare_local([BIG], SpeculationSettings(enabled=False))
+    common.prepare_local([BIG], speculation=SpeculationSettings(enabled=False))
     assert pulled == [TINY]

@@ -15,6 +15,7 @@ from thinktank.techniques.fuse import Fuse
 from thinktank.techniques.gen_tests import GenTests
 from thinktank.techniques.generate import Generate
 from thinktank.techniques.permute import Permute
+from thinktank.techniques.program import Program
 from thinktank.techniques.rank import Rank
 from thinktank.techniques.read import Read
 from thinktank.techniques.repair import Repair
@@ -88,6 +89,25 @@ class TestGenTests(CodeContract):
 class TestRepair(CodeContract):
     def make_technique(self):
         return Repair(self.model, rounds=1)
+
+
+class ProgramContract(TechniqueContract):
+    def reply(self, request, sample_index):
+        return "```python\ndef solution():\n    return 6 * 7\n```"
+
+
+class TestProgram(ProgramContract):
+    def make_technique(self):
+        return Program([self.model], n=2, temperature=0.8, check_text=True)
+
+
+class TestRepairProgram(ProgramContract):
+    def make_technique(self):
+        return Repair(self.model, rounds=1)
+
+    def make_candidates(self):
+        broken = "def solution():\n    return 42 / 0\n"
+        return [Candidate(f"```python\n{broken}```", None, self.model, "given", program=broken)]
 
 
 class RagContract(TechniqueContract):

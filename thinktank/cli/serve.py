@@ -92,7 +92,8 @@ def serve(
     else:  # every preset whose models are here (or can be pulled: the defaults)
         architectures, skipped = servable_presets(names, local=backend is None)
         for preset, missing in skipped.items():
-            console.print(f"[dim]not serving {preset}: needs {', '.join(missing)} (`thinktank models pull`)[/dim]")
+            pulls = "; ".join(f"`thinktank models pull {m}`" for m in missing)
+            console.print(f"[dim]not serving {preset}: needs {', '.join(missing)} ({pulls})[/dim]")
     used = list(dict.fromkeys(m for a in architectures for m in a.models)) or names
     speculation = speculation_settings(no_speculative, no_speculative_for, draft)
     if backend is None:

@@ -26,6 +26,7 @@ from thinktank.engine.resources import Resources
 from thinktank.engine.slots import Slots
 from thinktank.engine.trace import CallRecord, TraceNode
 from thinktank.exceptions import BackendError, BudgetExceeded, UnknownModelError
+from thinktank.models.packs import PACKS
 from thinktank.types import BackendResponse, Completion, EmbeddingRequest, EmbeddingResponse, GenerationRequest
 from thinktank.usage import PriceTable, Usage
 
@@ -64,7 +65,7 @@ class Engine:
     def backend_for(self, model: str) -> Backend:
         backend = self.backends.get(model, self.default_backend)
         if backend is None:
-            raise UnknownModelError(model, list(self.backends))
+            raise UnknownModelError(model, list(self.backends), hint=_pack_hint(model))
         return backend
 
     def _limit(self, backend: Backend) -> Slots:
@@ -342,6 +343,17 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _pack_hint(model: str) -> str | None:
+    """For a model pack the engine was not opened with (e.g. a cascade's second model): how to serve it."""
+    if model not in PACKS:
+        return None
+    pulled = "" if PACKS[model].is_pulled else f"it is not pulled: `thinktank models pull {model}`, then "
+    return (
+        f"{model!r} is a model pack this engine was not opened with; {pulled}"
+        "open the engine with every model the architecture names (`Architecture.models`)"
+    )
 
 
 def _record_failure(record: CallRecord, ctx: Context, exc: BaseException, *, wall_expired: bool) -> None:

@@ -40,6 +40,7 @@ class Candidate:
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by node name, Verdict.to_dict()
     cached: bool = False
     passage: Passage | None = None  # set on the candidates a retrieval step yields: one per passage, answer None
+    program: str | None = None  # set by `program`: the code that ran; `answer` is then the value it returned
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class Candidate:
             "verdicts": self.verdicts,
             "cached": self.cached,
             **({"passage": dataclasses.asdict(self.passage)} if self.passage else {}),
+            **({"program": self.program} if self.program is not None else {}),
         }
 
 

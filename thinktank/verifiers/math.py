@@ -31,7 +31,7 @@ from sympy.parsing.sympy_parser import convert_xor, implicit_multiplication_appl
 
 from thinktank.verifiers.base import Verdict
 
-__all__ = ["MathVerifier", "answers_equivalent", "canonical_answer", "extract_answer"]
+__all__ = ["MathVerifier", "answer_key", "answers_equivalent", "canonical_answer", "extract_answer"]
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])[-+]?\.\d+")
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,3})?")  # 1e999999999 would build a huge int
@@ -267,7 +267,11 @@ def _value_key(s: str) -> str:
 
 def canonical_answer(text: str | None) -> str | None:
     """A hashable normal form of the answer in `text`, so equal values vote together; None if no answer."""
-    answer = extract_answer(text)
+    return answer_key(extract_answer(text))
+
+
+def answer_key(answer: str | None) -> str | None:
+    """`canonical_answer` of an answer already extracted ("3/4", "sqrt(2)/2"): nothing is searched for in it."""
     if answer is None:
         return None
     cleaned, _percent = _clean(answer)

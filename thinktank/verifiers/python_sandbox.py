@@ -95,7 +95,7 @@ from thinktank.verifiers._sandbox_process import (
 from thinktank.verifiers._uid_leases import UidLeases
 from thinktank.verifiers.base import Verdict
 
-__all__ = ["HiddenTests", "PythonSandbox", "SandboxLimits", "SandboxProbe", "SandboxRun", "sandbox_mode"]
+__all__ = ["HiddenTests", "PythonSandbox", "SandboxCall", "SandboxLimits", "SandboxProbe", "SandboxRun", "sandbox_mode"]
 
 # (sysctl file under /proc/sys, the value that forbids unprivileged user namespaces, the setting that allows them)
 _USERNS_SWITCHES = (
@@ -183,6 +183,27 @@ class HiddenTests:
 
     test_code: str
     entry_point: str
+
+
+@dataclass(frozen=True)
+class SandboxCall:
+    """One call of a program's function (`PythonSandbox.call`): repr of what it returned, or why there is none.
+
+    `status` is "ok" (it returned; `out` is the repr), "error" (it or the program raised: `reason`, `traceback`),
+    or the run's status when the run ended first ("timeout", "memory", "killed", "output_limit", "tampered", ...).
+    `stdout` is what the program printed (top level and call alike).
+    """
+
+    status: str
+    out: str | None
+    reason: str
+    stdout: str = ""
+    traceback: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 class PythonSandbox:
@@ -313,6 +334,21 @@ class PythonSandbox:
             reason += f"; first failure: {failures[0]['error']}"
         details = run.details() | {"failures": failures[:5], "results": [bool(r.get("ok")) for r in results]}
         return Verdict(passed == len(asserts), reason, passed / len(asserts), details, run.duration_s)
+
+    async def call(self, solution: str, entry_point: str, args: str = "") -> SandboxCall:
+        """Run `solution` and call `entry_point(args)` once (`args` is an argument-list source such as "1, k=2")."""
+        run = await self._execute("outputs", source=solution, entry_point=entry_point, items=[args])
+        if run.status == "tampered":
+            return SandboxCall("tampered", None, run.reason, run.stdout, duration_s=run.duration_s)
+        item = next((r for r in run.records if r["kind"] == "item" and r.get("i") == 0), None)
+        if item is not None and item.get("ok"):
+            return SandboxCall("ok", item.get("out"), "returned", run.stdout, duration_s=run.duration_s)
+        failed = item if item is not None else run.done  # the call raised, or the program did before the call
+        if failed is not None and not failed.get("ok"):
+            status = "memory" if failed.get("etype") == "MemoryError" else "error"
+            return SandboxCall(status, None, error_reason(failed, self.limits), run.stdout, failed.get("tb", ""), run.duration_s)
+        status = run.status if run.status != "ok" else "error"  # the run ended before the call reported
+        return SandboxCall(status, None, run.reason or "no result reported", run.stdout, duration_s=run.duration_s)
 
     async def call_outputs(self, solution: str, entry_point: str, inputs: Sequence[str]) -> list[str | None]:
         """repr(entry_point(*args)) per argument-list source ("[1, 2], 3"); None on error or timeout."""
