@@ -139,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
             "off": Speculation(),
             "off, repacked": None,
             "draft": Speculation(draft=SMALL),
-            "shipped": SpeculationSettings().for_model(BIG),
+            "shipped": SpeculationSettings(enabled=True).for_model(BIG),
         },
         prompts,
         **greedy,

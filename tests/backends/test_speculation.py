@@ -57,8 +57,13 @@ def test_bad_settings_are_refused(options, message):
         Speculation(**options)
 
 
-def test_the_default_drafts_the_big_model_with_the_small_one_and_uses_ngrams_everywhere():
-    settings = SpeculationSettings()
+def test_speculation_is_off_unless_asked_for():
+    assert not SpeculationSettings().for_model(BIG).enabled and SpeculationSettings().draft_packs([BIG]) == []
+    assert LlamaServer(BIG).speculation == Speculation()
+
+
+def test_when_on_it_drafts_the_big_model_with_the_small_one_and_uses_ngrams_everywhere():
+    settings = SpeculationSettings(enabled=True)
     assert settings.for_model(BIG) == Speculation(draft=SMALL, ngram=DEFAULT_NGRAM)
     assert settings.for_model(SMALL) == Speculation(ngram=DEFAULT_NGRAM)
     assert settings.for_model("/models/other.gguf") == Speculation(ngram=DEFAULT_NGRAM)
@@ -67,20 +72,20 @@ def test_the_default_drafts_the_big_model_with_the_small_one_and_uses_ngrams_eve
 
 def test_speculation_is_switched_off_per_run_and_per_model():
     assert SpeculationSettings(enabled=False).for_model(BIG) == Speculation()
-    per_model = SpeculationSettings(off_for=frozenset({BIG}))
+    per_model = SpeculationSettings(enabled=True, off_for=frozenset({BIG}))
     assert per_model.for_model(BIG) == Speculation() and per_model.for_model(SMALL).enabled
-    by_label = SpeculationSettings(off_for=frozenset({"other"}))  # a local GGUF is named by its file stem
+    by_label = SpeculationSettings(enabled=True, off_for=frozenset({"other"}))  # a local GGUF is named by its file stem
     assert not by_label.for_model("/models/other.gguf").enabled
 
 
 def test_drafts_can_be_chosen_or_dropped_per_model():
-    settings = SpeculationSettings(drafts={BIG: None, SMALL: TINY, "mine": "/m/draft.gguf"})
+    settings = SpeculationSettings(enabled=True, drafts={BIG: None, SMALL: TINY, "mine": "/m/draft.gguf"})
     assert settings.for_model(BIG) == Speculation(ngram=DEFAULT_NGRAM)
     assert settings.for_model(SMALL).draft == TINY
     assert settings.for_model("/models/mine.gguf").draft == "/m/draft.gguf"
-    assert SpeculationSettings(drafts={SMALL: SMALL}).for_model(SMALL).draft is None  # no model drafts for itself
+    assert SpeculationSettings(enabled=True, drafts={SMALL: SMALL}).for_model(SMALL).draft is None  # no model drafts for itself
     assert settings.draft_packs([BIG, SMALL, "/models/mine.gguf"]) == [TINY]
-    assert SpeculationSettings().draft_packs([BIG, SMALL]) == [SMALL]
+    assert SpeculationSettings(enabled=True).draft_packs([BIG, SMALL]) == [SMALL]
     assert SpeculationSettings(enabled=False).draft_packs([BIG]) == []
 
 
@@ -90,8 +95,8 @@ def test_every_pack_draft_is_another_pack():
     assert all(draft in PACKS and draft != name for name, draft in drafts.items())
 
 
-def test_servers_speculate_by_default_except_for_embeddings():
-    assert LlamaServer(BIG).speculation == SpeculationSettings().for_model(BIG)
+def test_servers_speculate_as_the_run_says_except_for_embeddings():
+    assert LlamaServer(BIG).speculation == SpeculationSettings().for_model(BIG) == Speculation()
     assert LlamaServer(BIG, embedding=True).speculation == Speculation()
     assert LlamaServer(BIG, speculation=Speculation()).speculation == Speculation()
 
@@ -103,10 +108,14 @@ def test_the_server_command_carries_the_speculation_and_keeps_the_thread_count()
     assert flag(line, "-t") == "2" and "--spec-draft-threads" not in line  # the draft shares the target's threads
     plain = LlamaServer(BIG, port=1234, speculation=Speculation()).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
     assert not [arg for arg in plain if arg.startswith("--spec")]
-    assert "--no-repack" in line and "--no-repack" in plain  # one matmul kernel for 1 and n tokens: same logits
+    assert "--no-repack" in line  # speculating: one matmul kernel for 1 and n tokens, the same logits
+    assert "--no-repack" not in plain  # not speculating: repacked weights, the faster kernels
     embedding = LlamaServer(BIG, port=1234, embedding=True).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
     assert "--no-repack" not in embedding and "--spec-type" not in embedding
-    repacked = LlamaServer(BIG, port=1234, repack=True).command(Path("/bin/llama-server"), Path("/m/big.gguf"))
+    speculating = Speculation(draft=SMALL)
+    repacked = LlamaServer(BIG, port=1234, speculation=speculating, repack=True).command(
+        Path("/bin/llama-server"), Path("/m/big.gguf")
+    )
     assert "--no-repack" not in repacked
 
 
@@ -162,20 +171,26 @@ def test_ask_passes_the_run_settings_to_the_engine_and_pulls_the_draft(monkeypat
     import thinktank.runtime
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(ask_module, "prepare_local", lambda models, speculation: seen.update(models=models, prepared=speculation))
+    monkeypatch.setattr(
+        ask_module, "prepare_local", lambda models, pools, speculation: seen.update(models=models, prepared=speculation)
+    )
 
     def fake_open_engine(models, **kwargs):
         seen["speculation"] = kwargs["speculation"]
         raise ConfigError("stop here")
 
     monkeypatch.setattr(thinktank.runtime, "open_engine", fake_open_engine)
-    result = CliRunner().invoke(app, ["ask", "hi", "-m", BIG, "--no-speculative-for", SMALL, "--draft", f"{BIG}=none"])
+    result = CliRunner().invoke(
+        app, ["ask", "hi", "-m", BIG, "--speculative", "--no-speculative-for", SMALL, "--draft", f"{BIG}=none"]
+    )
     assert isinstance(result.exception, ConfigError) and "stop here" in str(result.exception)
     speculation = seen["speculation"]
     assert isinstance(speculation, SpeculationSettings) and seen["prepared"] is speculation
     assert speculation.for_model(BIG) == Speculation(ngram=DEFAULT_NGRAM) and not speculation.for_model(SMALL).enabled
     result = CliRunner().invoke(app, ["ask", "hi", "--no-speculative"])
     assert not seen["speculation"].enabled  # type: ignore[attr-defined]
+    result = CliRunner().invoke(app, ["ask", "hi"])
+    assert not seen["speculation"].enabled  # type: ignore[attr-defined]  # off by default
 
 
 def test_a_malformed_draft_flag_fails_before_any_work():
@@ -198,8 +213,10 @@ def test_prepare_local_pulls_draft_packs_and_survives_a_failed_pull(monkeypatch)
     monkeypatch.setattr(common, "pull_with_progress", fake_pull)
     monkeypatch.setattr(llama_build, "good_binary", lambda: Path("/bin/llama-server"))
     monkeypatch.setattr(type(PACKS[BIG]), "is_pulled", property(lambda pack: pack.name == BIG))
-    common.prepare_local([BIG], speculation=SpeculationSettings())  # the 0.5B draft fails to pull: a warning, not an error
-    common.prepare_local([BIG], speculation=SpeculationSettings(drafts={BIG: TINY}))
+    common.prepare_local(
+        [BIG], speculation=SpeculationSettings(enabled=True)
+    )  # the 0.5B draft fails to pull: a warning, not an error
+    common.prepare_local([BIG], speculation=SpeculationSettings(enabled=True, drafts={BIG: TINY}))
     assert pulled == [TINY]
     common.prepare_local([BIG], speculation=SpeculationSettings(enabled=False))
     assert pulled == [TINY]

@@ -42,7 +42,8 @@ COPY_PROMPT = (
 
 
 def start(model: str, speculation: Speculation, slots: int = 2) -> LlamaServer:
-    server = LlamaServer(model, slots=slots, ctx_per_slot=2048, threads=2, speculation=speculation)
+    """Weights unrepacked either way, as a speculating server keeps them: the comparison is of speculation alone."""
+    server = LlamaServer(model, slots=slots, ctx_per_slot=2048, threads=2, speculation=speculation, repack=False)
     asyncio.run(server.start())
     return server
 
@@ -50,7 +51,7 @@ def start(model: str, speculation: Speculation, slots: int = 2) -> LlamaServer:
 @pytest.fixture(scope="module")
 def big_servers():
     """The 1.5B as shipped (0.5B draft + n-grams) and with speculation off."""
-    speculating = start(BIG, SpeculationSettings().for_model(BIG))
+    speculating = start(BIG, SpeculationSettings(enabled=True).for_model(BIG))
     plain = start(BIG, Speculation())
     yield speculating, plain
     speculating.terminate()

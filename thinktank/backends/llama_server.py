@@ -146,17 +146,17 @@ class LlamaServer:
         is logged. The draft shares the server's threads (`-t`), so it costs its weights' and KV cache's RAM but no
         extra cores.
 
-        A generative server keeps its weights as stored (`--no-repack`): repacked Q4_K weights are multiplied by one
+        A speculating server keeps its weights as stored (`--no-repack`): repacked Q4_K weights are multiplied by one
         kernel for a single token and another for several, whose last bits differ, so a greedy call verified in a
-        batch (speculation) or decoded beside other slots could pick another token at a near-tie. One kernel for
-        every batch size makes outputs independent of speculation and of concurrent calls. `repack=True` repacks
-        anyway (the default for an embedding server)."""
+        batch could pick another token at a near-tie. One kernel for every batch size keeps speculation lossless.
+        Without speculation (the default) weights are repacked, which evaluated prompts up to 1.8x faster here
+        (docs/benchmarks.md); `repack=` overrides either way."""
         self.binary = binary
         self.embedding = embedding
         if speculation is None:
             speculation = Speculation() if embedding else SpeculationSettings().for_model(model)
         self.speculation = speculation
-        self.repack = embedding if repack is None else repack
+        self.repack = (embedding or not speculation.enabled) if repack is None else repack
         self.draft_refused: str | None = None
         self.speculation_failed: str | None = None
         self.model_ref = model

@@ -1,6 +1,6 @@
 """Speculative decoding for the embedded llama-server: which guesses a server verifies, and how it is switched off.
 
-    spec = SpeculationSettings().for_model("qwen2.5-coder-1.5b-instruct")
+    spec = SpeculationSettings(enabled=True).for_model("qwen2.5-coder-1.5b-instruct")   # off unless asked for
     # Speculation(draft='qwen2.5-coder-0.5b-instruct', ngram='ngram-mod', …)
     LlamaServer("qwen2.5-coder-1.5b-instruct", speculation=spec)
 
@@ -83,11 +83,11 @@ class Speculation:
 
 @dataclass(frozen=True)
 class SpeculationSettings:
-    """One run's choice, per model: on by default; `enabled=False` turns it off for every model (`--no-speculative`),
-    `off_for` for the models named (`--no-speculative-for`), and `drafts` names a model's draft (None: no draft),
-    overriding its pack's `draft`."""
+    """One run's choice, per model: off by default (on 2 cores it did not pay: docs/benchmarks.md); `enabled=True`
+    (`--speculative`) turns it on for every model, `off_for` off again for the models named (`--no-speculative-for`),
+    and `drafts` names a model's draft (None: no draft), overriding its pack's `draft`."""
 
-    enabled: bool = True
+    enabled: bool = False
     off_for: frozenset[str] = frozenset()
     drafts: Mapping[str, str | None] = field(default_factory=dict)
     ngram: NgramType | None = DEFAULT_NGRAM

@@ -35,7 +35,7 @@ def ask(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
     cache: CacheOpt = None,
     prices: PricesOpt = None,
-    no_speculative: NoSpeculativeOpt = False,
+    no_speculative: NoSpeculativeOpt = True,
     no_speculative_for: NoSpeculativeForOpt = None,
     draft: DraftOpt = None,
 ) -> None:

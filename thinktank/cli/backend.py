@@ -39,7 +39,7 @@ def backend_start(
     model: ModelOpt = DEFAULT_MODEL,
     slots: Annotated[int, typer.Option(min=1, max=64, help="Parallel slots (-np).")] = 4,
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
-    no_speculative: NoSpeculativeOpt = False,
+    no_speculative: NoSpeculativeOpt = True,
     draft: DraftOpt = None,
 ) -> None:
     """Start a long-lived embedded llama-server that later commands reuse.

@@ -93,9 +93,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def speculation_settings(
-    no_speculative: bool = False, no_speculative_for: list[str] | None = None, drafts: list[str] | None = None
+    no_speculative: bool = True, no_speculative_for: list[str] | None = None, drafts: list[str] | None = None
 ) -> SpeculationSettings:
-    """`--no-speculative`, `--no-speculative-for MODEL` and `--draft MODEL=DRAFT` as one run's settings."""
+    """`--speculative` (off by default), `--no-speculative-for MODEL` and `--draft MODEL=DRAFT` as one run's settings."""
     from thinktank.backends.speculation import SpeculationSettings
 
     chosen: dict[str, str | None] = {}

@@ -79,7 +79,7 @@ def eval_command(
     otlp: OtlpOpt = None,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
-    no_speculative: NoSpeculativeOpt = False,
+    no_speculative: NoSpeculativeOpt = True,
     no_speculative_for: NoSpeculativeForOpt = None,
     draft: DraftOpt = None,
 ) -> None:

@@ -64,8 +64,10 @@ RayWorkersOpt = Annotated[
 NoSpeculativeOpt = Annotated[
     bool,
     typer.Option(
-        "--no-speculative",
-        help="Embedded servers decode without speculation (no draft model, no n-gram lookup). Default: on, lossless.",
+        "--no-speculative/--speculative",
+        help="--speculative: embedded servers decode speculatively (the pack's draft model and n-gram lookup; lossless,"
+        " weights then kept unrepacked so batch and single-token kernels agree). Default: off — on this 2-core machine"
+        " the 0.5B draft made the 1.5B slower and repacked weights are faster (docs/benchmarks.md).",
     ),
 ]
 NoSpeculativeForOpt = Annotated[

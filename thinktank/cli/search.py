@@ -99,7 +99,7 @@ def search(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     otlp: OtlpOpt = None,
-    no_speculative: NoSpeculativeOpt = False,
+    no_speculative: NoSpeculativeOpt = True,
     no_speculative_for: NoSpeculativeForOpt = None,
     draft: DraftOpt = None,
 ) -> None:

@@ -68,7 +68,7 @@ def serve(
         ),
     ] = None,
     otlp: OtlpOpt = None,
-    no_speculative: NoSpeculativeOpt = False,
+    no_speculative: NoSpeculativeOpt = True,
     no_speculative_for: NoSpeculativeForOpt = None,
     draft: DraftOpt = None,
 ) -> None:
