@@ -481,8 +481,8 @@ def bench_server(model: str, slots: int, save_dir: Path) -> Any:
     from thinktank.backends.llama_server import LlamaServer
 
     class BenchServer(LlamaServer):
-        def command(self, binary: Path, model_path: Path) -> list[str]:
-            return [*super().command(binary, model_path), "--slot-save-path", str(save_dir), "--cache-ram", "0"]
+        def command(self, binary: Path, model_path: Path, draft_path: Path | None = None) -> list[str]:
+            return [*super().command(binary, model_path, draft_path), "--slot-save-path", str(save_dir), "--cache-ram", "0"]
 
         async def erase_slots(self) -> None:
             import httpx
