@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from thinktank._postgres import SyncConnection
-from thinktank.eval.store import ProblemRecord
+from thinktank.eval.store import ProblemRecord, refuse_other_config
 from thinktank.exceptions import ConfigError, StoreError
 
 SCHEMA_VERSION = 1
@@ -92,13 +92,7 @@ class PostgresRunStore:
             "INSERT INTO thinktank_run_meta VALUES (%s, 'config', %s), (%s, 'created_at', %s) ON CONFLICT DO NOTHING",
             (self.run, json.dumps(config), self.run, json.dumps(time.time())),
         )
-        stored = self.get_meta("config")
-        if stored != config:
-            changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-            raise ConfigError(
-                f"{self.run_dir} holds a run with a different configuration ({', '.join(changed)} differ);"
-                " pick another --run-dir to start a new run"
-            )
+        refuse_other_config(self.run_dir, self.get_meta("config"), config)
 
     def done_ids(self) -> set[str]:
         rows = self._execute("reading", "SELECT problem_id FROM thinktank_results WHERE run = %s", (self.run,))

@@ -85,6 +85,16 @@ class ResultStore(Protocol):
     def close(self) -> None: ...
 
 
+def refuse_other_config(run_dir: object, stored: dict[str, Any], config: dict[str, Any]) -> None:
+    """A `ConfigError` naming what differs when `run_dir` already holds a run of another configuration."""
+    if stored != config:
+        changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        raise ConfigError(
+            f"{run_dir} holds a run with a different configuration ({', '.join(changed)} differ);"
+            " pick another --run-dir to start a new run"
+        )
+
+
 class RunStore:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
@@ -147,12 +157,8 @@ class RunStore:
         if stored is None:
             self.set_meta("config", config)
             self.set_meta("created_at", time.time())
-        elif stored != config:
-            changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-            raise ConfigError(
-                f"{self.run_dir} holds a run with a different configuration ({', '.join(changed)} differ);"
-                " pick another --run-dir to start a new run"
-            )
+        else:
+            refuse_other_config(self.run_dir, stored, config)
 
     def done_ids(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT problem_id FROM results")}
