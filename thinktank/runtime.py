@@ -6,6 +6,9 @@ server started earlier with `thinktank backend start`; or an embedded llama-serv
 started now and stopped when the block exits. An embedded server started here decodes
 speculatively as `speculation` says for its model (`backends/speculation.py`); a
 `backend start` server keeps what it was started with.
+
+The llama-servers on this machine share its cores: when an engine drives more than one, their calls take turns
+(`backends/turns.py`), since two servers decoding at once lose most of their throughput to each other.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from thinktank.backends.config import BackendsConfig
 from thinktank.backends.llama_server import LlamaServer, find_running, llama_server_backend
 from thinktank.backends.openai_compat import OpenAICompatBackend
 from thinktank.backends.speculation import SpeculationSettings
+from thinktank.backends.turns import TakesTurns, Turns
 from thinktank.engine import Engine
 from thinktank.engine.cache import ResponseCache, SampleCache
 from thinktank.models.packs import model_label
@@ -62,8 +66,11 @@ async def open_engine(
     prices: PriceTable | None = None,
     pools: BackendsConfig | None = None,
     speculation: SpeculationSettings | None = None,
+    take_turns: bool = True,
 ) -> AsyncIterator[Engine]:
-    """`cache_path`: a SQLite file or a postgresql:// URL shared with other processes (see `cache_location`)."""
+    """`cache_path`: a SQLite file or a postgresql:// URL shared with other processes (see `cache_location`).
+
+    `take_turns`: local llama-servers (embedded or `backend start`) decode one at a time; off, they decode at once."""
     speculation = speculation or SpeculationSettings()
     async with contextlib.AsyncExitStack() as stack:
         cache = await open_cache(cache_location(cache_path)) if use_cache else None
@@ -78,6 +85,7 @@ async def open_engine(
         if backend_url:
             default = await stack.enter_async_context(OpenAICompatBackend(backend_url, api_key=api_key))
         else:
+            local: dict[str, Backend] = {}
             for ref in dict.fromkeys(m for m in models if m not in backends):
                 label = model_label(ref)
                 state = find_running(label)
@@ -91,8 +99,13 @@ async def open_engine(
                         LlamaServer(ref, slots=slots, speculation=speculation.for_model(ref))
                     )
                     backend = server.backend()
-                backends[label] = await stack.enter_async_context(backend)
-                backends.setdefault(ref, backends[label])
+                local[label] = await stack.enter_async_context(backend)
+            if take_turns and len(local) > 1:
+                turns = Turns()
+                local = {label: TakesTurns(backend, turns, label) for label, backend in local.items()}
+            for ref in dict.fromkeys(m for m in models if m not in backends):
+                backends.setdefault(ref, local[model_label(ref)])
+            backends.update(local)
         engine = Engine(backends, default_backend=default, cache=cache, prices=prices)
         stack.push_async_callback(engine.aclose)  # the run's sandbox and SQL verifier, if it made them
         yield engine

@@ -93,3 +93,10 @@ class Backend(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def aclose_events(iterator: AsyncIterator[StreamEvent]) -> None:
+    """Close a backend's event stream (an async generator) so the generation behind it stops."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

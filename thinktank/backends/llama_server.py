@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +54,24 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: ask the kernel to SIGTERM us when the parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _run_in_background() -> None:
+    """Runs in the child before exec: SCHED_IDLE, inherited by every thread llama-server starts."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def _child_setup(*, die_with_parent: bool, background: bool) -> Callable[[], None] | None:
+    steps = [step for step, wanted in ((_die_with_parent, die_with_parent), (_run_in_background, background)) if wanted]
+    if not steps:
+        return None
+
+    def setup() -> None:
+        for step in steps:
+            step()
+
+    return setup
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -135,6 +154,9 @@ class LlamaServer:
         embedding: bool = False,
         speculation: Speculation | None = None,
         repack: bool | None = None,
+        poll: int | None = None,
+        cpus: str | None = None,
+        background: bool = False,
     ) -> None:
         """`binary`: a llama-server executable to run instead of thinktank's own build (e.g. to compare two builds).
 
@@ -150,7 +172,14 @@ class LlamaServer:
         kernel for a single token and another for several, whose last bits differ, so a greedy call verified in a
         batch could pick another token at a near-tie. One kernel for every batch size keeps speculation lossless.
         Without speculation (the default) weights are repacked, which evaluated prompts up to 1.8x faster here
-        (docs/benchmarks.md); `repack=` overrides either way."""
+        (docs/benchmarks.md); `repack=` overrides either way.
+
+        `poll`: llama-server's `--poll` (0-100; its default 50 spins idle threads, which starves a neighbour server);
+        `cpus`: a CPU range "lo-hi" its threads are pinned to (`--cpu-range`, strict). None leaves llama-server's own.
+
+        `background`: its threads run under SCHED_IDLE, so they take the cores only when no ordinary thread (e.g. a
+        neighbour server's) wants them: two busy servers then share the cores by turns instead of fighting at every
+        barrier (docs/benchmarks.md, "Several embedded servers on one machine")."""
         self.binary = binary
         self.embedding = embedding
         if speculation is None:
@@ -164,6 +193,9 @@ class LlamaServer:
         self.slots = slots
         self.ctx_per_slot = ctx_per_slot
         self.threads = threads or os.cpu_count() or 2
+        self.poll = poll
+        self.cpus = cpus
+        self.background = background
         self.host = host
         self.port = port
         self.startup_timeout_s = startup_timeout_s
@@ -189,6 +221,8 @@ class LlamaServer:
             "--no-webui",
             *(("--embedding", "--pooling", "mean") if self.embedding else ()),
             *(() if self.repack else ("--no-repack",)),
+            *(() if self.poll is None else ("--poll", str(self.poll))),
+            *(() if self.cpus is None else ("--cpu-range", self.cpus, "--cpu-strict", "1")),
             *self.speculation.args(draft_path),
         ]  # fmt: skip
 
@@ -223,7 +257,7 @@ class LlamaServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop it in order
-                preexec_fn=None if self.detached else _die_with_parent,
+                preexec_fn=_child_setup(die_with_parent=not self.detached, background=self.background),
             )
         try:
             await self._wait_healthy()

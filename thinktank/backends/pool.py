@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import httpx
 
-from thinktank.backends.base import Backend, Capabilities, StreamEvent
+from thinktank.backends.base import Backend, Capabilities, StreamEvent, aclose_events
 from thinktank.backends.http_errors import map_httpx_errors, status_error
 from thinktank.backends.retry import RetryPolicy
 from thinktank.exceptions import (
@@ -196,7 +196,7 @@ class PoolBackend(Backend):
             self._note_failure(replica, exc)
             raise
         finally:
-            await _aclose(events)
+            await aclose_events(events)
             self._release(replica, weight)
 
     async def aclose(self) -> None:
@@ -249,7 +249,7 @@ class PoolBackend(Backend):
             try:
                 first = await anext(aiter(events))
             except BaseException as exc:
-                await _aclose(events)
+                await aclose_events(events)
                 self._release(replica, weight)
                 if not isinstance(exc, Exception):
                     raise
@@ -375,9 +375,3 @@ class PoolBackend(Backend):
 def _fails_over(exc: BaseException) -> bool:
     """Whether another replica may take the call: the failure was the replica's, not the request's."""
     return is_retryable(exc) or isinstance(exc, BackendDied)
-
-
-async def _aclose(iterator: AsyncIterator[StreamEvent]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
