@@ -130,3 +130,30 @@ class TestTakesTurnsContract(BackendContract):
             raise BackendUnreachable("down", "scripted")
 
         return TakesTurns(ScriptedBackend(fail), Turns(), "a")
+
+
+def test_placement_knobs_reach_the_llama_server_command_line() -> None:
+    from pathlib import Path
+
+    from thinktank.backends.llama_server import LlamaServer
+
+    default = LlamaServer("m.gguf", port=1).command(Path("/bin/llama-server"), Path("/m.gguf"))
+    assert "--poll" not in default and "--cpu-range" not in default
+    placed = LlamaServer("m.gguf", port=1, poll=0, cpus="1-1").command(Path("/bin/llama-server"), Path("/m.gguf"))
+    assert placed[placed.index("--poll") + 1] == "0"
+    assert placed[placed.index("--cpu-range") + 1 : placed.index("--cpu-range") + 4] == ["1-1", "--cpu-strict", "1"]
+
+
+def test_a_background_server_process_runs_under_sched_idle() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from thinktank.backends.llama_server import _child_setup
+
+    probe = [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"]
+    setup = _child_setup(die_with_parent=False, background=True)
+    assert _child_setup(die_with_parent=False, background=False) is None
+    out = subprocess.run(probe, preexec_fn=setup, capture_output=True, text=True, check=True).stdout
+    assert int(out) == os.SCHED_IDLE
+    assert int(subprocess.run(probe, capture_output=True, text=True, check=True).stdout) == os.SCHED_OTHER

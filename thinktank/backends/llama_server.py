@@ -177,9 +177,9 @@ class LlamaServer:
         `poll`: llama-server's `--poll` (0-100; its default 50 spins idle threads, which starves a neighbour server);
         `cpus`: a CPU range "lo-hi" its threads are pinned to (`--cpu-range`, strict). None leaves llama-server's own.
 
-        `background`: its threads run under SCHED_IDLE, so they take the cores only when no ordinary thread (e.g. a
-        neighbour server's) wants them: two busy servers then share the cores by turns instead of fighting at every
-        barrier (docs/benchmarks.md, "Several embedded servers on one machine")."""
+        `background`: its threads run under SCHED_IDLE, taking the cores only when no ordinary thread wants them.
+        Measured beside a busy neighbour server it does not stop the two from slowing each other ~4x (docs/benchmarks.md,
+        "Several embedded servers on one machine"): the engine makes them take turns instead (`backends/turns.py`)."""
         self.binary = binary
         self.embedding = embedding
         if speculation is None:
