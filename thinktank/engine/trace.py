@@ -37,6 +37,7 @@ class CallRecord:
             "status": self.status,
             "started_s": round(self.started_s, 4),
             "latency_s": round(self.latency_s, 4),
+            "ended_s": None if self.ended_s is None else round(self.ended_s, 4),
             "finish_reasons": self.finish_reasons,
             "error": self.error,
         }
