@@ -31,7 +31,7 @@ async def run_load(backend: Backend, model: str, args: argparse.Namespace, serve
     requests = [
         GenerationRequest.from_prompt(
             f"{PROMPT} (variant {q})", model, n=args.n, temperature=0.8, max_tokens=args.max_tokens, seed=100 * q
-        )  # fmt: skip
+        )
         for q in range(args.queries)
     ]
 

@@ -51,9 +51,11 @@ def main() -> None:
     print(f"{args.run_dir}: {len(rows)} problems, {tokens} completion tokens in {wall:.0f} s = {rate:.1f} tok/s,")
     print(f"  {rate / args.limit:.0%} of the {args.limit:.1f} tok/s limit")
     n = len(rows)
-    print(f"  per problem: generation {generation / n:.1f} s, in which a call waited {waiting / n:.1f} s for slots on"
-          f" average and the slowest call took {spread / n:.1f} s longer than the median one;"
-          f" after the last call (sandbox, vote) {tail / n:.1f} s")
+    print(
+        f"  per problem: generation {generation / n:.1f} s, in which a call waited {waiting / n:.1f} s for slots on"
+        f" average and the slowest call took {spread / n:.1f} s longer than the median one;"
+        f" after the last call (sandbox, vote) {tail / n:.1f} s"
+    )
 
 
 if __name__ == "__main__":
