@@ -42,7 +42,8 @@ from thinktank.engine.engine import Context
 from thinktank.kinds.base import clip
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
-from thinktank.types import GenerationRequest, Message
+from thinktank.techniques.generate import Generate
+from thinktank.types import Message
 from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.math import answers_equivalent, extract_answer
 from thinktank.verifiers.values import number_text
@@ -150,24 +151,23 @@ class Program(Technique):
         """`check_text`: ask for prose first and abstain when it disagrees; `instruction` replaces the default one."""
         if not models:
             raise ValueError("program needs at least one model")
-        self.models, self.n, self.temperature, self.top_p, self.max_tokens = models, n, temperature, top_p, max_tokens
-        self.check_text, self.system, self.seed = check_text, system, seed
+        self.models, self.n, self.check_text = models, n, check_text
         self.instruction = instruction or (CHECKED_INSTRUCTION if check_text else INSTRUCTION)
+        # the samples are `generate`'s on the instructed prompt: same requests, seeds and cache keys
+        self.generate = Generate(
+            models, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, system=system, seed=seed
+        )
+
+    def instructed(self, task: TaskInput) -> TaskInput:
+        """`task` with the instruction to answer by a program appended to its prompt."""
+        return dataclasses.replace(task, prompt=f"{task.prompt}\n\n{self.instruction}")
 
     def messages(self, task: TaskInput) -> list[Message]:
-        messages = [{"role": "system", "content": self.system}] if self.system else []
-        return [*messages, {"role": "user", "content": f"{task.prompt}\n\n{self.instruction}"}]
+        return self.generate.messages(self.instructed(task))
 
     async def draw(self, ctx: Context, task: TaskInput, candidates: list[Candidate], start: int, count: int) -> list[Candidate]:
         """Samples start..start+count-1, dealt round-robin over the models (sample i of a model has seed seed + i)."""
-        per_model: dict[str, list[int]] = {}
-        for s in range(start, start + count):
-            per_model.setdefault(self.models[s % len(self.models)], []).append(s // len(self.models))
-        requests = [
-            GenerationRequest(self.messages(task), model, n=len(idx), temperature=self.temperature, top_p=self.top_p,
-                              max_tokens=self.max_tokens, seed=self.seed + idx[0])
-            for model, idx in per_model.items()
-        ]  # fmt: skip
+        requests = self.generate.draws(self.instructed(task), start, count)
         batches = await gather_all(map(ctx.generate, requests))
         samples = [(r.model, c) for r, batch in zip(requests, batches, strict=True) for c in batch]
         programs = [read_program(c.text) for _, c in samples]
