@@ -43,7 +43,7 @@ from thinktank.exceptions import BudgetExceeded
 from thinktank.kinds import kind_of
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._equivalence import Key, answer_keys
-from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
+from thinktank.techniques.base import Candidate, MaxTokens, Samples, Technique, Temperature, TopP
 from thinktank.techniques.cascade import Stage
 from thinktank.techniques.generate import Generate, deal
 from thinktank.techniques.verify_exec import public_check
@@ -83,10 +83,10 @@ class AdaptiveSample(Technique):
         self,
         models: list[str],
         *,
-        max_n: Annotated[int, Field(ge=1, le=256)] = 16,
-        wave: Annotated[int, Field(ge=1, le=256)] = 4,
+        max_n: Samples = 16,
+        wave: Samples = 4,
         temperature: Temperature = 0.8,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        top_p: TopP = 1.0,
         max_tokens: MaxTokens = 512,
         stop_confidence: Annotated[float, Field(gt=0, le=1)] = 0.95,
         first_pass: bool = False,

@@ -11,15 +11,12 @@ are its calls; `draws` deals samples start..start+count-1 over the models, for `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
-
-from pydantic import Field
 
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.tasks.answers import extract
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
+from thinktank.techniques.base import Candidate, MaxTokens, Samples, Technique, Temperature, TopP
 from thinktank.types import GenerationRequest, Message
 
 
@@ -39,9 +36,9 @@ class Generate(Technique):
         self,
         models: list[str],
         *,
-        n: Annotated[int, Field(ge=1, le=256)] = 1,
+        n: Samples = 1,
         temperature: Temperature = 0.0,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        top_p: TopP = 1.0,
         max_tokens: MaxTokens = 512,
         system: str | None = None,
         seed: int = 0,

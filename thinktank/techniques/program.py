@@ -33,15 +33,12 @@ import dataclasses
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Annotated
-
-from pydantic import Field
 
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.kinds.base import clip
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
+from thinktank.techniques.base import Candidate, MaxTokens, Samples, Technique, Temperature, TopP
 from thinktank.techniques.generate import Generate
 from thinktank.types import Message
 from thinktank.verifiers.base import Verdict
@@ -139,9 +136,9 @@ class Program(Technique):
         self,
         models: list[str],
         *,
-        n: Annotated[int, Field(ge=1, le=256)] = 1,
+        n: Samples = 1,
         temperature: Temperature = 0.0,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        top_p: TopP = 1.0,
         max_tokens: MaxTokens = 512,
         check_text: bool = False,
         instruction: str | None = None,
