@@ -215,16 +215,18 @@ def check_ray() -> list[Check]:
     wants = f" (thinktank needs >={floor})" if floor else ""
     if "ray" not in sys.modules and importlib.util.find_spec("ray") is None:
         return [Check("ray", "ok", "not installed: optional, only `--ray` needs it (pip install 'thinktank[ray]')")]
-    from thinktank.cluster._ray import import_ray
+    from thinktank.cluster.connect import local_facts
 
     try:
-        version = str(import_ray().__version__)
+        facts = local_facts()  # imports ray as a run on the cluster does
     except Exception as exc:  # a broken install can raise anything on import; doctor reports it, it does not crash
         fix = "reinstall it: pip install --force-reinstall 'thinktank[ray]'"
         return [Check("ray", "fail", f"ray is installed but does not import ({type(exc).__name__}: {exc})", fix)]
+    version = facts.ray
     if floor and _release(version) < _release(floor):
         return [Check("ray", "fail", f"ray {version} is older than thinktank supports{wants}", "pip install -U 'thinktank[ray]'")]
-    return [Check("ray", "ok", f"ray {version}{wants}; the same version must run on every node of the cluster")]
+    same = f"ray, Python {facts.python} and thinktank {facts.thinktank} (source {facts.source})"
+    return [Check("ray", "ok", f"ray {version}{wants}; every node of a cluster must run the same {same}")]
 
 
 @dataclass(frozen=True)
