@@ -5,7 +5,6 @@ The last tests run against a real PostgreSQL server (tests/postgres_server.py)."
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from blocked_imports import block_import
 from postgres_server import PostgresServer
 from typer.testing import CliRunner
 
@@ -67,15 +67,7 @@ def test_a_ray_older_than_the_floor_fails_with_the_upgrade(monkeypatch):
 
 
 def test_a_ray_that_breaks_on_import_is_a_failed_row_not_a_traceback(monkeypatch):
-    real_import = builtins.__import__
-
-    def broken(name, *args, **kwargs):
-        if name == "ray":
-            raise RuntimeError("grpcio wheel does not match this CPU")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "ray", raising=False)
-    monkeypatch.setattr(builtins, "__import__", broken)
+    block_import(monkeypatch, "ray", RuntimeError("grpcio wheel does not match this CPU"))
     [row] = check_ray()
     assert row.status == "fail" and "does not import (RuntimeError: grpcio wheel does not match this CPU)" in row.detail
     assert "--force-reinstall" in row.fix
@@ -114,14 +106,7 @@ def test_a_server_nobody_listens_on_fails_both_rows_with_the_password_masked():
 
 
 def test_without_psycopg_the_row_says_which_extra_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_psycopg(name, *args, **kwargs):
-        if name == "psycopg" or name.startswith("psycopg."):
-            raise ImportError("No module named 'psycopg'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    block_import(monkeypatch, "psycopg")
     row = rows_for({"THINKTANK_CACHE_URL": "postgresql://tt@127.0.0.1:1/db"})["shared cache"]
     assert row.status == "fail" and row.fix == "pip install 'thinktank[postgres]'" and "psycopg 3" in row.detail
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import socket
 import time
@@ -10,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from blocked_imports import block_import
 
 from thinktank._postgres import is_postgres_url, redact
 from thinktank.backends.scripted import ScriptedBackend
@@ -73,14 +73,7 @@ async def test_an_unreachable_server_is_a_clear_error_naming_the_url_quickly():
 
 
 async def test_without_psycopg_a_url_says_which_extra_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_psycopg(name, *args, **kwargs):
-        if name == "psycopg" or name.startswith("psycopg."):
-            raise ImportError("No module named 'psycopg'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    block_import(monkeypatch, "psycopg")
     with pytest.raises(CacheError, match=r"thinktank\[postgres\]"):
         await open_cache("postgresql://tt@127.0.0.1:1/cache")
 
