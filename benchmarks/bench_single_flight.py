@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -66,17 +68,16 @@ def waiting_on_schema_lock(conn) -> int:
     return int(row[0])
 
 
-def one_round(url: str, location: str, processes: int, latency: float, prompt: str, work: Path) -> tuple[int, float]:
-    """Backend calls and wall seconds (from the release) of `processes` processes asking `prompt` at once."""
+def gated(url: str, argv: list[str], processes: int, ready: Callable[[Any], bool]) -> float:
+    """Start `processes` copies of `argv` behind the gate (the schema lock, held here) and release them together once
+    `ready(gate)`; the wall seconds from the release until every one has exited."""
     import psycopg
 
-    calls = work / f"calls-{time.monotonic_ns()}.txt"
-    argv = [sys.executable, __file__, "--worker", location, str(calls), prompt, str(latency)]
     with psycopg.connect(url, autocommit=True) as gate:
         gate.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         procs = [subprocess.Popen(argv) for _ in range(processes)]
         deadline = time.monotonic() + 120
-        while waiting_on_schema_lock(gate) < processes:
+        while not ready(gate):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError("workers did not reach the gate")
             time.sleep(0.02)
@@ -85,7 +86,14 @@ def one_round(url: str, location: str, processes: int, latency: float, prompt: s
         for p in procs:
             if p.wait(timeout=120) != 0:
                 raise RuntimeError("a worker failed")
-    wall = time.monotonic() - released
+    return time.monotonic() - released
+
+
+def one_round(url: str, location: str, processes: int, latency: float, prompt: str, work: Path) -> tuple[int, float]:
+    """Backend calls and wall seconds (from the release) of `processes` processes asking `prompt` at once."""
+    calls = work / f"calls-{time.monotonic_ns()}.txt"
+    argv = [sys.executable, __file__, "--worker", location, str(calls), prompt, str(latency)]
+    wall = gated(url, argv, processes, lambda gate: waiting_on_schema_lock(gate) >= processes)
     return len(calls.read_text().splitlines()) if calls.exists() else 0, wall
 
 
@@ -105,26 +113,12 @@ async def sqlite_gated_worker(location: str, calls: str, prompt: str, latency: f
 
 
 def sqlite_round(url: str, db: Path, processes: int, latency: float, prompt: str, work: Path) -> tuple[int, float]:
-    import psycopg
-
     for ready in work.glob("ready-*"):
         ready.unlink()
     calls = work / f"calls-{time.monotonic_ns()}.txt"
     argv = [sys.executable, __file__, "--sqlite-worker", str(db), str(calls), prompt, str(latency), url, str(work)]
-    with psycopg.connect(url, autocommit=True) as gate:
-        gate.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
-        procs = [subprocess.Popen(argv) for _ in range(processes)]
-        deadline = time.monotonic() + 120
-        while not (_all_ready(work, processes) and waiting_on_schema_lock(gate) >= processes):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError("workers did not reach the gate")
-            time.sleep(0.02)
-        released = time.monotonic()
-        gate.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
-        for p in procs:
-            if p.wait(timeout=120) != 0:
-                raise RuntimeError("a worker failed")
-    return len(calls.read_text().splitlines()), time.monotonic() - released
+    wall = gated(url, argv, processes, lambda gate: _all_ready(work, processes) and waiting_on_schema_lock(gate) >= processes)
+    return len(calls.read_text().splitlines()), wall
 
 
 async def lookup_latency(cache: SampleCache, lookups: int) -> dict[str, tuple[float, float]]:

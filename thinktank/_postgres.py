@@ -131,13 +131,23 @@ class Connections:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     await conn.execute(_SCHEMA_TABLE)
-                    cur = await conn.execute(_SCHEMA_ROW, (component,))
-                    row = await cur.fetchone()
+                    row = await _stamp(conn, component)
                     if row is None:
                         for statement in ddl:
                             await conn.execute(statement)
                         await conn.execute(_SCHEMA_STAMP, (component, version))
             self.check_version(row, component, version, hint)
+
+    async def stamped_version(self, component: str) -> int | None:
+        """The schema version `component`'s tables carry in this database, None if it has none yet; it only reads
+        (`thinktank doctor`): a server that is down raises the store's error, as on first use."""
+        async with self.connection() as conn:
+            with self.translating("reading the schema version"):
+                try:
+                    row = await _stamp(conn, component)
+                except self._psycopg.errors.UndefinedTable:  # no thinktank component was ever opened here
+                    return None
+        return None if row is None else int(row[0])
 
     def check_version(self, row: Any, component: str, version: int, hint: str) -> None:
         if row is not None and row[0] != version:
@@ -173,6 +183,12 @@ class SyncConnection:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
+
+
+async def _stamp(conn: Any, component: str) -> Any:
+    """`component`'s row of thinktank_schema, (version,), or None."""
+    cur = await conn.execute(_SCHEMA_ROW, (component,))
+    return await cur.fetchone()
 
 
 async def _close_quietly(conn: Any) -> None:

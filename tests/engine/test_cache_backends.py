@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import socket
 import time
@@ -10,11 +9,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from blocked_imports import block_import
 
 from thinktank._postgres import is_postgres_url, redact
 from thinktank.backends.scripted import ScriptedBackend
 from thinktank.engine import Engine, ResponseCache
-from thinktank.engine.cache import CachedSample, Lead, SampleCache, cache_key
+from thinktank.engine.cache import CachedSample, Lead, SampleCache, cache_key, sample_of, sample_row
 from thinktank.engine.pg_cache import lock_id
 from thinktank.exceptions import CacheError
 from thinktank.runtime import CACHE_URL_ENV, cache_location, default_cache_path, open_cache
@@ -73,14 +73,7 @@ async def test_an_unreachable_server_is_a_clear_error_naming_the_url_quickly():
 
 
 async def test_without_psycopg_a_url_says_which_extra_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_psycopg(name, *args, **kwargs):
-        if name == "psycopg" or name.startswith("psycopg."):
-            raise ImportError("No module named 'psycopg'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    block_import(monkeypatch, "psycopg")
     with pytest.raises(CacheError, match=r"thinktank\[postgres\]"):
         await open_cache("postgresql://tt@127.0.0.1:1/cache")
 
@@ -177,3 +170,55 @@ def test_the_cli_names_a_shared_cache_that_is_down_and_exits_2(tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"shared response cache {url} is unreachable" in " ".join((done.stdout + done.stderr).split())
+
+
+def test_both_backends_build_the_one_row_layout_as_they_wrote_it_by_hand():
+    """The shared row layer (`responses_table`, `sample_row`, `sample_of`) gives each backend the SQL it had."""
+    from thinktank.engine import cache as sqlite_cache
+    from thinktank.engine import pg_cache
+
+    def words(sql: str) -> str:
+        return " ".join(sql.replace("(", " ( ").replace(")", " ) ").replace(",", " , ").split())
+
+    columns = ("key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT NULL,"
+               " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost_usd {real} NOT NULL,"
+               " created_at {created_at})")  # fmt: skip
+    assert words(sqlite_cache._SCHEMA) == words(
+        "CREATE TABLE IF NOT EXISTS responses (" + columns.format(real="REAL", created_at="REAL NOT NULL")
+    )
+    assert words(pg_cache._DDL[0]) == words(
+        "CREATE TABLE thinktank_responses ("
+        + columns.format(real="DOUBLE PRECISION", created_at="TIMESTAMPTZ NOT NULL DEFAULT now()")
+    )
+    assert words(pg_cache._UPSERT) == words(
+        "INSERT INTO thinktank_responses (key, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET model = EXCLUDED.model,"
+        " text = EXCLUDED.text, finish_reason = EXCLUDED.finish_reason, prompt_tokens = EXCLUDED.prompt_tokens,"
+        " completion_tokens = EXCLUDED.completion_tokens, cost_usd = EXCLUDED.cost_usd, created_at = now()"
+    )
+    sample = CachedSample("ü", "stop", 3, 4, 0.5)
+    assert sample_of(sample_row("k", "m", sample)[2:]) == sample
+    assert sample_of(("t", "length", 1, 2, 0)) == CachedSample("t", "length", 1, 2, 0.0)  # an int cost reads as float
+    assert isinstance(sample_of(("t", "length", 1, 2, 0)).cost_usd, float)
+
+
+def test_a_cache_file_written_before_the_shared_row_layer_is_read_and_written_as_before(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT"
+        " NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, created_at"
+        " REAL NOT NULL); PRAGMA user_version=1;"
+    )
+    db.execute("INSERT INTO responses VALUES ('old', 'm', 'kept', 'stop', 1, 2, 0.25, 1.0)")  # the old positional write
+    db.commit()
+    db.close()
+    cache = ResponseCache(path)
+    assert cache.get("old") == CachedSample("kept", "stop", 1, 2, 0.25)
+    cache.put("new", "m", CachedSample("written", "length", 3, 4, 0.0))
+    cache.put("old", "m", CachedSample("replaced", "stop", 5, 6, 0.5))
+    assert cache.get("new") == CachedSample("written", "length", 3, 4, 0.0) and len(cache) == 2
+    assert cache.get("old") == CachedSample("replaced", "stop", 5, 6, 0.5)
+    cache.close()

@@ -234,3 +234,25 @@ def test_parameters_are_validated():
         build_architecture({"layers": [{"program": {"n": 0}}]}, ["m"])
     with pytest.raises(ConfigError, match="at least one model"):
         build_architecture({"layers": [{"program": {"models": []}}]}, ["m"])
+
+
+def test_the_calls_are_generates_on_the_instructed_prompt_so_cache_keys_are_unchanged():
+    from thinktank.engine.cache import cache_key
+    from thinktank.techniques.generate import Generate, deal
+    from thinktank.techniques.program import INSTRUCTION
+    from thinktank.types import GenerationRequest
+
+    program = Program(["a", "b"], n=3, temperature=0.7, top_p=0.9, max_tokens=200, system="be exact", seed=5)
+    requests = program.generate.draws(
+        program.instructed(MATH), 1, 4
+    )  # samples 1..4: b gets 1, 3 (its 0, 1), a gets 2, 4 (its 1, 2)
+    messages = [{"role": "system", "content": "be exact"}, {"role": "user", "content": f"{MATH.prompt}\n\n{INSTRUCTION}"}]
+    expected = [  # the requests program built itself before it composed a Generate
+        GenerationRequest(messages, "b", n=2, temperature=0.7, top_p=0.9, max_tokens=200, seed=5),
+        GenerationRequest(messages, "a", n=2, temperature=0.7, top_p=0.9, max_tokens=200, seed=6),
+    ]
+    assert requests == expected and program.messages(MATH) == messages
+    assert [cache_key(r, 0) for r in requests] == [cache_key(r, 0) for r in expected]
+    assert deal(["a", "b"], 1, 4) == {"b": [0, 1], "a": [1, 2]} and deal(["a"], 2, 0) == {}
+    plain = Generate(["a"], n=3, seed=5)
+    assert plain.request(MATH, "a") == plain.draws(MATH, 0, 3)[0]  # apply's call is the first three draws

@@ -3,15 +3,23 @@ problem with its fix.
 
 It reads state and probes; it never builds or pulls (`--smoke` re-runs the engine's smoke test). The rows are
 printed first; a failed check then ends the command with exit status 2 (`EXIT_CODES`), so scripts can gate on it.
+
+The scaling pieces (docs/scaling.md) have rows too: whether the optional `ray` extra imports, and at which version
+against thinktank's floor; and, when $THINKTANK_CACHE_URL / $THINKTANK_STORE_URL name a PostgreSQL server, whether it
+answers and whether the schema stamped there is this thinktank's (read only: doctor creates no table).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import importlib.util
 import json
 import os
+import re
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -187,6 +195,112 @@ async def check_backends(urls: list[str], api_key: str | None, timeout_s: float)
         return list(await asyncio.gather(*(_probe(client, *target) for target in targets)))
 
 
+def _ray_floor() -> str | None:
+    """The lowest ray the `ray` extra accepts, as thinktank's own metadata states it (None if not installed as a package)."""
+    try:
+        requires = importlib.metadata.requires("thinktank") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = (re.match(r"ray\s*>=\s*([0-9][0-9.]*)\s*;\s*extra\s*==\s*.ray.", r) for r in requires)
+    return next((m.group(1) for m in found if m), None)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def check_ray() -> list[Check]:
+    """The optional `ray` extra (`eval|search --ray`): absent is fine; present, it must import and meet the floor."""
+    floor = _ray_floor()
+    wants = f" (thinktank needs >={floor})" if floor else ""
+    if "ray" not in sys.modules and importlib.util.find_spec("ray") is None:
+        return [Check("ray", "ok", "not installed: optional, only `--ray` needs it (pip install 'thinktank[ray]')")]
+    from thinktank.cluster.connect import local_facts
+
+    try:
+        facts = local_facts()  # imports ray as a run on the cluster does
+    except Exception as exc:  # a broken install can raise anything on import; doctor reports it, it does not crash
+        fix = "reinstall it: pip install --force-reinstall 'thinktank[ray]'"
+        return [Check("ray", "fail", f"ray is installed but does not import ({type(exc).__name__}: {exc})", fix)]
+    version = facts.ray
+    if floor and _release(version) < _release(floor):
+        return [Check("ray", "fail", f"ray {version} is older than thinktank supports{wants}", "pip install -U 'thinktank[ray]'")]
+    same = f"ray, Python {facts.python} and thinktank {facts.thinktank} (source {facts.source})"
+    return [Check("ray", "ok", f"ray {version}{wants}; every node of a cluster must run the same {same}")]
+
+
+@dataclass(frozen=True)
+class SharedStore:
+    """A store that a PostgreSQL URL in `env` makes shared: how its own code names it and checks its schema."""
+
+    name: str
+    env: str
+    what: str  # as the store's own errors call it
+    component: str
+    version: int
+    error: type[ThinktankError]
+    hint: str
+
+
+def shared_stores() -> list[SharedStore]:
+    from thinktank.engine import pg_cache
+    from thinktank.eval import pg_store
+    from thinktank.exceptions import CacheError, StoreError
+    from thinktank.runtime import CACHE_URL_ENV
+
+    cache_hint = f"point {CACHE_URL_ENV} at another database, or drop its thinktank_* tables"
+    return [
+        SharedStore("shared cache", CACHE_URL_ENV, "shared response cache", pg_cache.COMPONENT, pg_cache.SCHEMA_VERSION,
+                    CacheError, cache_hint),
+        SharedStore("shared store", "THINKTANK_STORE_URL", "shared run store", pg_store.COMPONENT, pg_store.SCHEMA_VERSION,
+                    StoreError, "point THINKTANK_STORE_URL at another database"),
+    ]  # fmt: skip
+
+
+async def _check_shared(store: SharedStore, url: str) -> Check:
+    """Reach the server as the store would (same pool, timeouts, messages) and read its stamped schema version."""
+    from thinktank._postgres import Connections
+
+    fix = f"start that server, or correct or unset {store.env}"
+    try:
+        pool = Connections(url, error=store.error, what=store.what, max_size=1)
+    except ThinktankError as exc:  # no psycopg
+        return Check(store.name, "fail", str(exc), "pip install 'thinktank[postgres]'")
+    found: int | None = None
+    try:
+        found = await pool.stamped_version(store.component)
+        pool.check_version(None if found is None else (found,), store.component, store.version, store.hint)
+    except ThinktankError as exc:
+        return Check(store.name, "fail", str(exc), fix if found is None or found == store.version else store.hint)
+    except Exception as exc:  # anything the translation did not foresee (a malformed URL, say) is a row, not a traceback
+        return Check(store.name, "fail", f"cannot check {pool.shown}: {type(exc).__name__}: {exc}", fix)
+    finally:
+        await pool.aclose()
+    if found is None:
+        return Check(store.name, "ok", f"{pool.shown} answers; no {store.component} schema yet (created on first use)")
+    return Check(store.name, "ok", f"{pool.shown} answers; {store.component} schema version {found}, as this thinktank's")
+
+
+async def check_shared_stores(env: Mapping[str, str] | None = None) -> list[Check]:
+    """For each of $THINKTANK_CACHE_URL and $THINKTANK_STORE_URL that is set: is its server reachable, and its schema ours."""
+    from thinktank._postgres import is_postgres_url, redact
+
+    env = os.environ if env is None else env
+    rows: list[Check] = []
+    for store in shared_stores():
+        url = env.get(store.env, "")
+        if not url:
+            rows.append(Check(store.name, "ok", f"{store.env} not set: this machine's SQLite file (not shared)"))
+        elif is_postgres_url(url):
+            rows.append(await _check_shared(store, url))
+        elif store.env == "THINKTANK_CACHE_URL":  # the cache also takes a file path there (`runtime.cache_location`)
+            rows.append(Check(store.name, "ok", f"{store.env} names a file: the SQLite cache {url} (not shared)"))
+        else:
+            fix = f"set {store.env}=postgresql://user@host:5432/db, or unset it for a run directory's SQLite file"
+            rows.append(Check(store.name, "fail", f"{store.env}={redact(url)!r} is not a postgresql:// URL", fix))
+    return rows
+
+
 def _guarded(name: str, check: Callable[[], list[Check]]) -> list[Check]:
     """A check that cannot even look (an unwritable cache dir, say) is a failed row, not a traceback."""
     try:
@@ -204,7 +318,8 @@ def run_checks(
         *_guarded("sandbox", check_sandbox),
         *_guarded("disk", check_disk),
     ]
-    return rows + _guarded("backends", lambda: run_async(check_backends(backends or [], api_key, timeout_s)))
+    rows += _guarded("backends", lambda: run_async(check_backends(backends or [], api_key, timeout_s)))
+    return rows + check_ray() + run_async(check_shared_stores())
 
 
 def doctor(
@@ -216,7 +331,8 @@ def doctor(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each backend.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:
-    """Check this machine: engine build, model packs, sandbox mode, free disk, backends. Exit 2 if a check fails."""
+    """Check this machine: engine build, model packs, sandbox mode, free disk, backends, the ray extra, shared
+    cache and store. Exit 2 if a check fails."""
     rows = run_checks(smoke=smoke, backends=backend, api_key=os.environ.get(api_key_env), timeout_s=timeout)
     failed = [row.name for row in rows if row.status == "fail"]
     if as_json:

@@ -25,24 +25,33 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from thinktank._sqlite import open_sqlite
 from thinktank.exceptions import CacheError
 from thinktank.types import GenerationRequest
 
 SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    text TEXT NOT NULL,
-    finish_reason TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    created_at REAL NOT NULL
+#: what a row holds of a sample, in `CachedSample`'s field order; a row also has its key, its model and when it was
+#: written. Both backends' tables, reads and writes are built from this (`responses_table`, `sample_row`, `sample_of`)
+SAMPLE_COLUMNS = ("text", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd")
+#: the columns a write gives, in `sample_row`'s order (created_at is the backend's own)
+ROW_COLUMNS = ("key", "model", *SAMPLE_COLUMNS)
+
+
+def responses_table(table: str, *, real: str, created_at: str, if_not_exists: bool = False) -> str:
+    """The CREATE TABLE of one sample per row: the same columns in SQLite and PostgreSQL, with the backend's type for
+    a float (`real`) and its definition of `created_at`."""
+    types = dict.fromkeys(ROW_COLUMNS, "TEXT NOT NULL") | {"key": "TEXT PRIMARY KEY", "cost_usd": f"{real} NOT NULL"}
+    types |= dict.fromkeys(("prompt_tokens", "completion_tokens"), "INTEGER NOT NULL")
+    columns = ",\n    ".join([*(f"{name} {types[name]}" for name in ROW_COLUMNS), f"created_at {created_at}"])
+    return f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{table} (\n    {columns}\n)"
+
+
+_SCHEMA = responses_table("responses", real="REAL", created_at="REAL NOT NULL", if_not_exists=True)
+_INSERT = (
+    f"INSERT OR REPLACE INTO responses ({', '.join(ROW_COLUMNS)}, created_at) VALUES ({', '.join('?' * (len(ROW_COLUMNS) + 1))})"
 )
-"""
 
 
 def cache_key(request: GenerationRequest, sample_index: int) -> str:
@@ -75,6 +84,17 @@ class CachedSample:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+
+
+def sample_row(key: str, model: str, sample: CachedSample) -> tuple[str, str, str, str, int, int, float]:
+    """A sample as the values of `ROW_COLUMNS`."""
+    return (key, model, sample.text, sample.finish_reason, sample.prompt_tokens, sample.completion_tokens, sample.cost_usd)
+
+
+def sample_of(row: Sequence[Any]) -> CachedSample:
+    """A sample from the values of `SAMPLE_COLUMNS` (a driver may give Decimal or int for a float column)."""
+    text, finish_reason, prompt_tokens, completion_tokens, cost_usd = row
+    return CachedSample(str(text), str(finish_reason), int(prompt_tokens), int(completion_tokens), float(cost_usd))
 
 
 @dataclass
@@ -137,29 +157,14 @@ class ResponseCache(SampleCache):
 
     def get(self, key: str) -> CachedSample | None:
         try:
-            row = self._db.execute(
-                "SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses WHERE key = ?",
-                (key,),
-            ).fetchone()
+            row = self._db.execute(f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM responses WHERE key = ?", (key,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"response cache {self.path} failed on read: {exc}") from exc
-        return CachedSample(*row) if row else None
+        return sample_of(row) if row else None
 
     def put(self, key: str, model: str, sample: CachedSample) -> None:
         try:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    model,
-                    sample.text,
-                    sample.finish_reason,
-                    sample.prompt_tokens,
-                    sample.completion_tokens,
-                    sample.cost_usd,
-                    time.time(),
-                ),
-            )
+            self._db.execute(_INSERT, (*sample_row(key, model, sample), time.time()))
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"response cache {self.path} failed on write: {exc}") from exc
 

@@ -18,29 +18,24 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from thinktank._postgres import Connections
-from thinktank.engine.cache import CachedSample, Lead, SampleCache
+from thinktank.engine.cache import (
+    ROW_COLUMNS,
+    SAMPLE_COLUMNS,
+    CachedSample,
+    Lead,
+    SampleCache,
+    responses_table,
+    sample_of,
+    sample_row,
+)
 from thinktank.exceptions import CacheError
 
 SCHEMA_VERSION = 1
 COMPONENT = "response_cache"
-_DDL = [
-    """CREATE TABLE thinktank_responses (
-        key TEXT PRIMARY KEY,
-        model TEXT NOT NULL,
-        text TEXT NOT NULL,
-        finish_reason TEXT NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        cost_usd DOUBLE PRECISION NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-    )""",
-]
-_COLUMNS = "key, text, finish_reason, prompt_tokens, completion_tokens, cost_usd"
+_DDL = [responses_table("thinktank_responses", real="DOUBLE PRECISION", created_at="TIMESTAMPTZ NOT NULL DEFAULT now()")]
 _UPSERT = (
-    "INSERT INTO thinktank_responses (key, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET model = EXCLUDED.model,"
-    " text = EXCLUDED.text, finish_reason = EXCLUDED.finish_reason, prompt_tokens = EXCLUDED.prompt_tokens,"
-    " completion_tokens = EXCLUDED.completion_tokens, cost_usd = EXCLUDED.cost_usd, created_at = now()"
+    f"INSERT INTO thinktank_responses ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))})"
+    f" ON CONFLICT (key) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in ROW_COLUMNS[1:])}, created_at = now()"
 )
 _HINT = "point --cache at another database, or drop its thinktank_* tables (`thinktank cache clear` keeps the schema)"
 
@@ -122,14 +117,16 @@ class PostgresCache(SampleCache):
 
 async def _select(pool: Connections, conn: Any, keys: Sequence[str]) -> dict[str, CachedSample]:
     with pool.translating("reading"):
-        cur = await conn.execute(f"SELECT {_COLUMNS} FROM thinktank_responses WHERE key = ANY(%s)", (list(keys),))
+        cur = await conn.execute(
+            f"SELECT key, {', '.join(SAMPLE_COLUMNS)} FROM thinktank_responses WHERE key = ANY(%s)", (list(keys),)
+        )
         rows = await cur.fetchall()
-    return {key: CachedSample(text, finish, int(p), int(c), float(cost)) for key, text, finish, p, c, cost in rows}
+    return {row[0]: sample_of(row[1:]) for row in rows}
 
 
 async def _upsert(conn: Any, model: str, samples: Mapping[str, CachedSample]) -> None:
     async with conn.cursor() as cur:
         await cur.executemany(
             _UPSERT,
-            [(k, model, s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.cost_usd) for k, s in samples.items()],
+            [sample_row(key, model, sample) for key, sample in samples.items()],
         )

@@ -43,9 +43,9 @@ from thinktank.exceptions import BudgetExceeded
 from thinktank.kinds import kind_of
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._equivalence import Key, answer_keys
-from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
+from thinktank.techniques.base import Candidate, MaxTokens, Samples, Technique, Temperature, TopP
 from thinktank.techniques.cascade import Stage
-from thinktank.techniques.generate import Generate
+from thinktank.techniques.generate import Generate, deal
 from thinktank.techniques.verify_exec import public_check
 from thinktank.techniques.vote import Tally, prior_score, tally
 from thinktank.verifiers.base import Verdict
@@ -83,10 +83,10 @@ class AdaptiveSample(Technique):
         self,
         models: list[str],
         *,
-        max_n: Annotated[int, Field(ge=1, le=256)] = 16,
-        wave: Annotated[int, Field(ge=1, le=256)] = 4,
+        max_n: Samples = 16,
+        wave: Samples = 4,
         temperature: Temperature = 0.8,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        top_p: TopP = 1.0,
         max_tokens: MaxTokens = 512,
         stop_confidence: Annotated[float, Field(gt=0, le=1)] = 0.95,
         first_pass: bool = False,
@@ -109,9 +109,8 @@ class AdaptiveSample(Technique):
         if self.source is not None:
             start = k * self.wave
             return await self.source.draw(ctx, task, inputs, start, min(self.wave, self.max_n - start))
-        per_model: dict[str, list[int]] = {}
-        for s in range(k * self.wave, min((k + 1) * self.wave, self.max_n)):
-            per_model.setdefault(self.models[s % len(self.models)], []).append(s // len(self.models))
+        start = k * self.wave
+        per_model = deal(self.models, start, min(self.wave, self.max_n - start))
         gens = [
             Generate([model], n=len(idx), temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                      system=self.system, seed=self.seed + idx[0])

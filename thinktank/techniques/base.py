@@ -27,6 +27,8 @@ from thinktank.usage import Usage
 #: parameter types shared by technique constructors (the constructor signature is the YAML schema)
 Temperature = Annotated[float, Field(ge=0, le=2)]
 MaxTokens = Annotated[int, Field(ge=1, le=32768)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+Samples = Annotated[int, Field(ge=1, le=256)]  # how many samples a node draws
 
 
 @dataclass

@@ -33,16 +33,14 @@ import dataclasses
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Annotated
-
-from pydantic import Field
 
 from thinktank._aio import gather_all
 from thinktank.engine.engine import Context
 from thinktank.kinds.base import clip
 from thinktank.tasks.base import TaskInput
-from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
-from thinktank.types import GenerationRequest, Message
+from thinktank.techniques.base import Candidate, MaxTokens, Samples, Technique, Temperature, TopP
+from thinktank.techniques.generate import Generate
+from thinktank.types import Message
 from thinktank.verifiers.base import Verdict
 from thinktank.verifiers.math import answers_equivalent, extract_answer
 from thinktank.verifiers.values import number_text
@@ -138,9 +136,9 @@ class Program(Technique):
         self,
         models: list[str],
         *,
-        n: Annotated[int, Field(ge=1, le=256)] = 1,
+        n: Samples = 1,
         temperature: Temperature = 0.0,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        top_p: TopP = 1.0,
         max_tokens: MaxTokens = 512,
         check_text: bool = False,
         instruction: str | None = None,
@@ -150,24 +148,23 @@ class Program(Technique):
         """`check_text`: ask for prose first and abstain when it disagrees; `instruction` replaces the default one."""
         if not models:
             raise ValueError("program needs at least one model")
-        self.models, self.n, self.temperature, self.top_p, self.max_tokens = models, n, temperature, top_p, max_tokens
-        self.check_text, self.system, self.seed = check_text, system, seed
+        self.models, self.n, self.check_text = models, n, check_text
         self.instruction = instruction or (CHECKED_INSTRUCTION if check_text else INSTRUCTION)
+        # the samples are `generate`'s on the instructed prompt: same requests, seeds and cache keys
+        self.generate = Generate(
+            models, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, system=system, seed=seed
+        )
+
+    def instructed(self, task: TaskInput) -> TaskInput:
+        """`task` with the instruction to answer by a program appended to its prompt."""
+        return dataclasses.replace(task, prompt=f"{task.prompt}\n\n{self.instruction}")
 
     def messages(self, task: TaskInput) -> list[Message]:
-        messages = [{"role": "system", "content": self.system}] if self.system else []
-        return [*messages, {"role": "user", "content": f"{task.prompt}\n\n{self.instruction}"}]
+        return self.generate.messages(self.instructed(task))
 
     async def draw(self, ctx: Context, task: TaskInput, candidates: list[Candidate], start: int, count: int) -> list[Candidate]:
         """Samples start..start+count-1, dealt round-robin over the models (sample i of a model has seed seed + i)."""
-        per_model: dict[str, list[int]] = {}
-        for s in range(start, start + count):
-            per_model.setdefault(self.models[s % len(self.models)], []).append(s // len(self.models))
-        requests = [
-            GenerationRequest(self.messages(task), model, n=len(idx), temperature=self.temperature, top_p=self.top_p,
-                              max_tokens=self.max_tokens, seed=self.seed + idx[0])
-            for model, idx in per_model.items()
-        ]  # fmt: skip
+        requests = self.generate.draws(self.instructed(task), start, count)
         batches = await gather_all(map(ctx.generate, requests))
         samples = [(r.model, c) for r, batch in zip(requests, batches, strict=True) for c in batch]
         programs = [read_program(c.text) for _, c in samples]

@@ -24,7 +24,7 @@ from thinktank.kinds.base import clip
 from thinktank.problems import Passage
 from thinktank.tasks.base import TaskInput
 from thinktank.techniques._prompting import format_instruction
-from thinktank.techniques.base import Candidate, MaxTokens, Technique, Temperature
+from thinktank.techniques.base import Candidate, MaxTokens, Samples, Technique, Temperature, TopP
 from thinktank.techniques.generate import Generate
 
 __all__ = ["Read", "grounded_task", "passages_of"]
@@ -63,9 +63,9 @@ class Read(Technique):
         models: list[str],
         *,
         k: Annotated[int, Field(ge=1, le=100)] | None = None,
-        n: Annotated[int, Field(ge=1, le=256)] = 1,
+        n: Samples = 1,
         temperature: Temperature = 0.0,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        top_p: TopP = 1.0,
         max_tokens: MaxTokens = 256,
         system: str | None = None,
         seed: int = 0,
