@@ -16,9 +16,11 @@ Gate = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 PROMPT = "Write a Python function that parses a CSV line with quoted fields. Explain each step.\n"
 
 
-async def stream_tokens(client: httpx.AsyncClient, base: str, seed: int, until: float, window_start: float) -> int:
-    """Tokens of one streamed request that arrive inside the window."""
-    body = {"prompt": PROMPT, "n_predict": 256, "temperature": 0.8, "seed": seed, "stream": True, "cache_prompt": True}
+async def stream_tokens(
+    client: httpx.AsyncClient, base: str, seed: int, until: float, window_start: float, tokens: int = 256
+) -> int:
+    """Tokens of one streamed request (at most `tokens`) that arrive inside the window."""
+    body = {"prompt": PROMPT, "n_predict": tokens, "temperature": 0.8, "seed": seed, "stream": True, "cache_prompt": True}
     counted = 0
     try:
         async with client.stream("POST", f"{base}/completion", json=body) as response:
@@ -36,7 +38,9 @@ async def stream_tokens(client: httpx.AsyncClient, base: str, seed: int, until: 
     return counted
 
 
-async def keep_busy(base: str, load: int, window_start: float, until: float, gate: Gate | None = None) -> float:
+async def keep_busy(
+    base: str, load: int, window_start: float, until: float, gate: Gate | None = None, tokens: int = 256
+) -> float:
     """Tokens/s of `load` request loops over [window_start, until); each request passes `gate` first if given."""
 
     async def loop(worker: int) -> int:
@@ -44,7 +48,7 @@ async def keep_busy(base: str, load: int, window_start: float, until: float, gat
         async with httpx.AsyncClient(timeout=600) as client:
             while time.perf_counter() < until:
                 async with gate() if gate is not None else contextlib.nullcontext():
-                    total += await stream_tokens(client, base, seed, until, window_start)
+                    total += await stream_tokens(client, base, seed, until, window_start, tokens)
                 seed += 1
         return total
 
@@ -53,8 +57,14 @@ async def keep_busy(base: str, load: int, window_start: float, until: float, gat
 
 
 async def measure(
-    bases: list[str], load: int, window: float, warmup: float = 3.0, gates: Sequence[Gate | None] | None = None
+    bases: list[str],
+    load: int,
+    window: float,
+    warmup: float = 3.0,
+    gates: Sequence[Gate | None] | None = None,
+    tokens: int = 256,
 ) -> list[float]:
     start = time.perf_counter() + warmup
     gated: Sequence[Gate | None] = gates or [None] * len(bases)
-    return list(await asyncio.gather(*(keep_busy(b, load, start, start + window, g) for b, g in zip(bases, gated, strict=True))))
+    loads = (keep_busy(b, load, start, start + window, g, tokens) for b, g in zip(bases, gated, strict=True))
+    return list(await asyncio.gather(*loads))

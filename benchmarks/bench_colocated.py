@@ -67,12 +67,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--window", type=float, default=30.0, help="seconds counted per phase")
     parser.add_argument("--load", type=int, default=4, help="concurrent requests per server (= its slots)")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per request (a turn lasts about one request)")
     parser.add_argument("--only", type=int, nargs="*", help="indices of the placements to run (default: all)")
     args = parser.parse_args()
     cores = os.cpu_count() or 2
     rows = []
     async with server(SMALL, placements(cores)[0], 0, args.load) as small:
-        (solo,) = await measure([small], args.load, args.window)
+        (solo,) = await measure([small], args.load, args.window, tokens=args.tokens)
     print(f"solo: {SMALL} alone on the machine, default placement: {solo:.1f} tok/s", flush=True)
     chosen = [p for i, p in enumerate(placements(cores)) if args.only is None or i in args.only]
     for p in chosen:
@@ -84,9 +85,9 @@ async def main() -> None:
             gates: list[Gate | None] = [None, None]
             if p.takes_turns:
                 gates = [partial(turns.turn, "small"), partial(turns.turn, "large")]
-            (small_alone,) = await measure([small], args.load, args.window, gates=gates[:1])
-            (large_alone,) = await measure([large], args.load, args.window, gates=gates[1:])
-            small_both, large_both = await measure([small, large], args.load, args.window, gates=gates)
+            (small_alone,) = await measure([small], args.load, args.window, tokens=args.tokens, gates=gates[:1])
+            (large_alone,) = await measure([large], args.load, args.window, tokens=args.tokens, gates=gates[1:])
+            small_both, large_both = await measure([small, large], args.load, args.window, tokens=args.tokens, gates=gates)
         combined = small_both / small_alone + large_both / large_alone
         rows.append((p.name, small_alone, large_alone, small_both, large_both, combined))
         print(f"{p.name}: {rows[-1][1:]}", flush=True)
