@@ -29,7 +29,7 @@ from .scripted import ScriptedEngine, code_problems, math_problems
 
 pytestmark = pytest.mark.integration
 
-TIMING = {"latency_s", "started_s", "duration_s"}
+TIMING = {"latency_s", "started_s", "ended_s", "duration_s"}
 
 
 def comparable(value):
