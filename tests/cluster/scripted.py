@@ -59,3 +59,22 @@ class ScriptedEngine:
 
     def open(self) -> contextlib.AbstractAsyncContextManager[Engine]:
         return self._open()
+
+
+@dataclass(frozen=True)
+class SearchFakesEngine:
+    """`PoolJob.engine` for tests: the search fakes' models "small" and "big" (tests/search/fakes.py), in process;
+    their replies depend on the request only, so any split of the problems over workers gives the same pool."""
+
+    @contextlib.asynccontextmanager
+    async def _open(self) -> AsyncIterator[Engine]:
+        from search.fakes import engine as fakes_engine
+
+        engine, _ = fakes_engine()
+        try:
+            yield engine
+        finally:
+            await engine.aclose()
+
+    def open(self) -> contextlib.AbstractAsyncContextManager[Engine]:
+        return self._open()

@@ -37,7 +37,7 @@ def describe(text: str) -> str:
 
     try:
         return make_url(text).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<malformed URL>"
 
 
@@ -50,7 +50,7 @@ def open_storage(text: str) -> optuna.storages.BaseStorage:
 
     try:
         url = make_url(text)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise ConfigError(f"--study-storage {describe(text)}: not a storage URL ({exc}); expected {_EXAMPLES}") from exc
     shown = url.render_as_string(hide_password=True)
     backend = url.get_backend_name()
