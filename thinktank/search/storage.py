@@ -25,6 +25,8 @@ __all__ = ["CONNECT_TIMEOUT_S", "describe", "open_storage"]
 
 #: how long connecting to a networked study storage may take before it counts as unreachable
 CONNECT_TIMEOUT_S = 5
+#: tries at creating the tables when other processes create them at the same moment
+_CREATE_ATTEMPTS = 8
 _EXAMPLES = "sqlite:///PATH, postgresql://USER@HOST:PORT/DB, mysql+pymysql://USER@HOST/DB, or a journal file PATH"
 
 
@@ -78,14 +80,18 @@ def open_storage(text: str) -> optuna.storages.BaseStorage:
 
 
 def _rdb(url: str, engine_kwargs: dict[str, object]) -> optuna.storages.RDBStorage:
-    """RDBStorage, retried once when another process created the same tables at the same moment."""
+    """RDBStorage, tried again while another process is creating the same tables at the same moment (PostgreSQL then
+    refuses the second CREATE TABLE with a duplicate pg_type row; each try gets further, so a few suffice)."""
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (IntegrityError, ProgrammingError):  # e.g. PostgreSQL's duplicate pg_type row for a table made concurrently
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    for _ in range(_CREATE_ATTEMPTS - 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, ProgrammingError) as exc:
+            if "duplicate" not in str(exc) and "already exists" not in str(exc):
+                raise
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def _journal(path_text: str) -> optuna.storages.BaseStorage:
