@@ -49,9 +49,12 @@ class ScriptedEngine:
     delay_s: float = 0.0
     slots: int = 8
 
+    def make(self) -> Engine:
+        return Engine({"m": ScriptedBackend(reply, delay_s=self.delay_s, max_concurrency=self.slots)})
+
     @contextlib.asynccontextmanager
     async def _open(self) -> AsyncIterator[Engine]:
-        engine = Engine({"m": ScriptedBackend(reply, delay_s=self.delay_s, max_concurrency=self.slots)})
+        engine = self.make()
         try:
             yield engine
         finally:
@@ -62,19 +65,11 @@ class ScriptedEngine:
 
 
 @dataclass(frozen=True)
-class SearchFakesEngine:
+class SearchFakesEngine(ScriptedEngine):
     """`PoolJob.engine` for tests: the search fakes' models "small" and "big" (tests/search/fakes.py), in process;
     their replies depend on the request only, so any split of the problems over workers gives the same pool."""
 
-    @contextlib.asynccontextmanager
-    async def _open(self) -> AsyncIterator[Engine]:
+    def make(self) -> Engine:
         from search.fakes import engine as fakes_engine
 
-        engine, _ = fakes_engine()
-        try:
-            yield engine
-        finally:
-            await engine.aclose()
-
-    def open(self) -> contextlib.AbstractAsyncContextManager[Engine]:
-        return self._open()
+        return fakes_engine()[0]

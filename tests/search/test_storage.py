@@ -44,7 +44,9 @@ def test_a_malformed_storage_is_a_config_error_naming_it(text, message):
 def test_an_unreachable_server_fails_within_seconds_and_hides_the_password():
     port = closed_port()
     started = time.monotonic()
-    with pytest.raises(ConfigError, match=rf"postgresql://u:\*\*\*@127\.0\.0\.1:{port}/db: cannot open the study storage") as info:
+    with pytest.raises(
+        ConfigError, match=rf"postgresql://u:\*\*\*@127\.0\.0\.1:{port}/db: cannot open the study storage"
+    ) as info:
         open_storage(f"postgresql://u:sekrit@127.0.0.1:{port}/db")
     assert "sekrit" not in str(info.value) and time.monotonic() - started < 10
     assert describe(f"postgresql://u:sekrit@127.0.0.1:{port}/db") == f"postgresql://u:***@127.0.0.1:{port}/db"

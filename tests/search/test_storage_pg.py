@@ -40,12 +40,12 @@ async def main():
         if time.monotonic() > deadline:
             raise SystemExit("the other process never arrived")
         await asyncio.sleep(0.01)
-    settings = SearchSettings(trials=%d, draws=1, study_storage=url, study_name="shared")
+    settings = SearchSettings(trials=int(sys.argv[5]), draws=1, study_storage=url, study_name="shared")
     results = await run_study(pool, MODELS, [p.id for p in probs], settings, run_dir=run_dir)
     print(len(results))
 
 asyncio.run(main())
-""" % TRIALS
+"""
 
 
 def test_two_processes_add_trials_to_one_study_on_postgres(postgres_url, tmp_path):
@@ -53,13 +53,12 @@ def test_two_processes_add_trials_to_one_study_on_postgres(postgres_url, tmp_pat
     script = tmp_path / "two_processes.py"
     script.write_text(SCRIPT)
     a, b = tmp_path / "a.ready", tmp_path / "b.ready"
-    procs = [
-        subprocess.Popen([sys.executable, str(script), postgres_url, str(tmp_path / name), str(me), str(other)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        for name, me, other in (("a", a, b), ("b", b, a))
-    ]
+    procs = []
+    for name, me, other in (("a", a, b), ("b", b, a)):
+        argv = [sys.executable, str(script), postgres_url, str(tmp_path / name), str(me), str(other), str(TRIALS)]
+        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     summaries = optuna.get_all_study_summaries(open_storage(postgres_url))
     assert [s.study_name for s in summaries] == ["shared"]  # one study, made by whichever came first
