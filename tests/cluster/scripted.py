@@ -49,9 +49,12 @@ class ScriptedEngine:
     delay_s: float = 0.0
     slots: int = 8
 
+    def make(self) -> Engine:
+        return Engine({"m": ScriptedBackend(reply, delay_s=self.delay_s, max_concurrency=self.slots)})
+
     @contextlib.asynccontextmanager
     async def _open(self) -> AsyncIterator[Engine]:
-        engine = Engine({"m": ScriptedBackend(reply, delay_s=self.delay_s, max_concurrency=self.slots)})
+        engine = self.make()
         try:
             yield engine
         finally:
@@ -59,3 +62,14 @@ class ScriptedEngine:
 
     def open(self) -> contextlib.AbstractAsyncContextManager[Engine]:
         return self._open()
+
+
+@dataclass(frozen=True)
+class SearchFakesEngine(ScriptedEngine):
+    """`PoolJob.engine` for tests: the search fakes' models "small" and "big" (tests/search/fakes.py), in process;
+    their replies depend on the request only, so any split of the problems over workers gives the same pool."""
+
+    def make(self) -> Engine:
+        from search.fakes import engine as fakes_engine
+
+        return fakes_engine()[0]

@@ -81,8 +81,30 @@ def test_help_lists_the_options(flag):
         "--pool-n",
         "--no-confirm",
         "--compare-runs",
+        "--ray",
+        "--ray-workers",
+        "--study-storage",
+        "--study-name",
     ):
         assert option in out.stdout
+
+
+def test_a_bad_study_storage_or_ray_address_exits_2_before_any_work(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens once it is closed
+    task = write_task(tmp_path / "t.jsonl")
+    base = ["--task", task, "--models", "small", "--backend", "http://127.0.0.1:1/v1", "--dev", 10, "--test", 10,
+            "--run-dir", tmp_path / "r"]  # fmt: skip
+    out = search(*base, "--study-storage", "nosuchdb://h/db")
+    assert out.returncode == 2 and "no database driver for nosuchdb" in out.stderr
+    out = search(*base, "--study-storage", f"postgresql://u:pw@127.0.0.1:{port}/db")
+    assert out.returncode == 2 and "cannot open the study storage" in out.stderr and ":pw@" not in out.stderr
+    out = search(*base, "--ray", f"127.0.0.1:{port}")
+    assert out.returncode == 2 and f"cannot reach the Ray head at 127.0.0.1:{port}" in out.stderr
+    assert not (tmp_path / "r").exists()  # nothing was started or written
 
 
 def test_a_retrieval_qa_search_through_the_cli_evaluates_each_configuration_fresh(tmp_path):

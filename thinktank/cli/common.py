@@ -6,9 +6,11 @@ Nothing here knows a task, a technique or a preset: domain rules live in the lay
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +21,10 @@ from thinktank.exceptions import ConfigError, ModelPackError, PackageFetchError,
 from thinktank.models.packs import PACKS, get_pack, model_label
 
 if TYPE_CHECKING:
+    from thinktank.backends.config import BackendsConfig
     from thinktank.backends.speculation import SpeculationSettings
+    from thinktank.cluster import OpenEngine
+    from thinktank.usage import PriceTable
 
 T = TypeVar("T")
 
@@ -146,3 +151,30 @@ def pull_with_progress(name: str, pull: Any, force: bool = False) -> None:
         task = progress.add_task(f"pulling {name}", total=pack.size)
         pull(name, force=force, progress=lambda done, total: progress.update(task, completed=done))
     console.print(f"[green]✓[/green] {name} → {pack.path}")
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None) -> Iterator[None]:
+    """`--ray ADDRESS`: the block runs joined to that cluster (checked: reachable, same versions); without it, locally."""
+    if address is None:
+        yield
+        return
+    from thinktank.cluster import connected
+
+    with connected(address):
+        yield
+
+
+def ray_engine(
+    models: list[str], backend: str | None, api_key_env: str, slots: int, use_cache: bool, cache: str | None,
+    prices: PriceTable | None, pools: BackendsConfig | None,
+) -> tuple[OpenEngine, dict[str, str]]:  # fmt: skip
+    """How each Ray worker opens its engine from the command's backend options, and the environment it needs: the
+    driver's API key (the nodes may have none). A shared cache's URL (--cache or $THINKTANK_CACHE_URL) reaches every
+    worker; without one each node keeps its own SQLite cache."""
+    from thinktank.cluster import OpenEngine
+
+    cache_at = cache or os.environ.get("THINKTANK_CACHE_URL")
+    key = os.environ.get(api_key_env)
+    spec = OpenEngine(models, backend, api_key_env, slots, use_cache, cache_at, prices, pools)
+    return spec, ({api_key_env: key} if key else {})

@@ -15,6 +15,8 @@ from thinktank.cli.common import (
     load_backends,
     load_prices,
     prepare_local,
+    ray_cluster,
+    ray_engine,
     run_async,
     served_names,
     speculation_settings,
@@ -174,13 +176,11 @@ def eval_command(
                 )
 
     async def run_on_ray() -> None:
-        from thinktank.cluster import OpenEngine, WorkerJob, run_eval_on_ray
+        from thinktank.cluster import WorkerJob, run_eval_on_ray
 
         models = architecture.models or names
-        cache_at = cache or os.environ.get("THINKTANK_CACHE_URL")  # a shared cache's URL reaches every worker
-        spec = OpenEngine(models, backend, api_key_env, slots, not no_cache, cache_at, load_prices(prices), pools)
-        key = os.environ.get(api_key_env)
-        job = WorkerJob(spec, architecture.spec, names, budget, env={api_key_env: key} if key else {})
+        spec, env = ray_engine(models, backend, api_key_env, slots, not no_cache, cache, load_prices(prices), pools)
+        job = WorkerJob(spec, architecture.spec, names, budget, env=env)
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn())  # fmt: skip
         with Progress(*columns, console=err_console) as bar:
@@ -193,13 +193,8 @@ def eval_command(
             await run_eval_on_ray(job, problems, store, workers=ray_workers, concurrency=per_worker, on_problem=tick)
 
     try:
-        if ray is None:
+        with ray_cluster(ray):
             run_async(go())
-        else:
-            from thinktank.cluster import connected
-
-            with connected(ray):
-                run_async(go())
     finally:
         summary = summarize(store)
         store.close()

@@ -15,6 +15,8 @@ from thinktank.cli.common import (
     load_backends,
     load_prices,
     prepare_local,
+    ray_cluster,
+    ray_engine,
     run_async,
     served_names,
     speculation_settings,
@@ -30,6 +32,8 @@ from thinktank.cli.options import (
     NoSpeculativeOpt,
     OtlpOpt,
     PricesOpt,
+    RayOpt,
+    RayWorkersOpt,
     SlotsOpt,
 )
 
@@ -99,11 +103,28 @@ def search(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     otlp: OtlpOpt = None,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    study_storage: Annotated[
+        str | None,
+        typer.Option(
+            "--study-storage",
+            help="Keep the Optuna study in a storage other processes share, so several machines add trials to one study:"
+            " an Optuna RDB URL (postgresql://USER@HOST:PORT/DB, sqlite:///PATH, mysql+pymysql://...) or a journal file"
+            " PATH. Every process must run the same search settings. Default: <run-dir>/study.db.",
+        ),
+    ] = None,
+    study_name: Annotated[
+        str, typer.Option("--study-name", help="The study's name in --study-storage (processes sharing one use the same).")
+    ] = "search",
     no_speculative: NoSpeculativeOpt = True,
     no_speculative_for: NoSpeculativeForOpt = None,
     draft: DraftOpt = None,
 ) -> None:
-    """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems."""
+    """Search the best architecture for a task under a budget, by replaying a pool of samples; confirm it on held-out problems.
+
+    With --ray the pool is generated on a Ray cluster's workers (the driver writes it); with --study-storage several
+    processes, on any machines, run trials of one study (docs/scaling.md)."""
     from thinktank.exceptions import ConfigError
     from thinktank.runtime import open_engine
     from thinktank.search.pool import PoolSpec
@@ -114,6 +135,8 @@ def search(
     from thinktank.telemetry import exporting, resolve_endpoint
 
     resolve_endpoint(otlp)  # a malformed URL fails before any work
+    if ray is not None and otlp is not None:
+        raise typer.BadParameter("--otlp is not supported with --ray yet")
     refs = [m.strip() for m in models.split(",") if m.strip()]
     if not refs:
         raise ConfigError("--models needs at least one model")
@@ -143,9 +166,28 @@ def search(
         greedy_models=tuple(greedy),
         repair_rounds=repair_rounds,
     )
-    settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n)
+    settings = SearchSettings(trials=trials, draws=draws, seed=seed, sampler=sampler, budget=budget, slots=slots, max_n=max_n,
+                              study_storage=study_storage, study_name=study_name)  # fmt: skip
+    if study_storage is not None:
+        from thinktank.search.storage import open_storage
+
+        open_storage(study_storage)  # a malformed or unreachable storage fails before any work
+    rag = dev_problems[0].input.kind == "qa"  # retrieval QA: not replayable from a pool (search/rag_space.py)
+    if ray is not None and rag:
+        raise ConfigError("--ray spreads the sample pool's generation; a retrieval-QA search has no pool (run it without --ray)")
     run_dir = run_dir or Path("runs") / f"search-{Path(task).stem}-{'+'.join(names)}"
     price_table = pools.prices(load_prices(prices)) if pools else load_prices(prices)
+
+    fill_pool = None
+    if ray is not None:
+        from thinktank.cluster import PoolJob, build_pool_on_ray
+
+        engine_spec, env = ray_engine(refs, backend, api_key_env, slots, not no_cache, cache, load_prices(prices), pools)
+        job = PoolJob(engine_spec, spec, env)
+        per_worker = max(slots, pools.slots(names) if pools else 0)
+
+        async def fill_pool(pool: Any, progress: Any) -> None:
+            await build_pool_on_ray(job, pool, workers=ray_workers, concurrency=per_worker, progress=progress)
 
     async def go() -> Any:
         with exporting(otlp) as telemetry:
@@ -158,7 +200,7 @@ def search(
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TimeRemainingColumn())  # fmt: skip
             with Progress(*columns, console=err_console) as bars:
-                if dev_problems[0].input.kind == "qa":  # retrieval QA: not replayable from a pool (search/rag_space.py)
+                if rag:
                     return await run_rag_search(engine, task=task, dev=dev_problems, test=test_problems, models=names,
                                                 run_dir=run_dir, settings=settings, confirm_on_test=not no_confirm,
                                                 compare=compare_runs or [], progress=_SearchBars(bars),
@@ -166,9 +208,10 @@ def search(
                 return await run_search(engine, task=task, dev=dev_problems, test=test_problems, models=names, run_dir=run_dir,
                                         spec=spec, settings=settings, prices=price_table, confirm_on_test=not no_confirm,
                                         compare=compare_runs or [], progress=_SearchBars(bars),
-                                        telemetry=telemetry)  # fmt: skip
+                                        telemetry=telemetry, fill_pool=fill_pool)  # fmt: skip
 
-    outcome = run_async(go())
+    with ray_cluster(ray):
+        outcome = run_async(go())
     console.print(front_table(outcome))
     for line in summary_lines(outcome):
         console.print(line, markup=False, highlight=False)

@@ -120,27 +120,24 @@ class TaskGrader(Grader):
         return verdict
 
 
-class EvalWorker:
-    """A Ray actor (made with `ray.remote(EvalWorker)` by the driver): solves problems, returns their rows."""
+class EngineWorker:
+    """What every worker actor shares: its job's environment, its engine opened on first use (a restarted actor opens
+    it again, since `__init__` cannot await), `ready` and `stop`. Subclasses say what else they build (`_setup`)."""
 
-    def __init__(self, job: WorkerJob) -> None:
+    def __init__(self, job: Any) -> None:
         os.environ.update(job.env)
         self.job = job
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
-        self._ready: tuple[Engine, Architecture, Grader] | None = None
+        self._ready: Any = None
 
-    async def _open(self) -> tuple[Engine, Architecture, Grader]:
+    def _setup(self, engine: Engine) -> Any:
+        return engine
+
+    async def _open(self) -> Any:
         async with self._lock:
             if self._ready is None:
-                engine = await self._stack.enter_async_context(self.job.engine.open())
-                arch = build_architecture(self.job.spec, self.job.default_models, source="the driver's architecture")
-                grader: Grader = Grader(engine.resources)
-                if self.job.grade_in_tasks:
-                    import ray
-
-                    grader = TaskGrader(engine.resources, ray.remote(num_cpus=1)(_grade_on_a_core))
-                self._ready = (engine, arch, grader)
+                self._ready = self._setup(await self._stack.enter_async_context(self.job.engine.open()))
             return self._ready
 
     async def ready(self) -> WorkerInfo:
@@ -150,12 +147,27 @@ class EvalWorker:
 
         return WorkerInfo(os.getpid(), ray.get_runtime_context().get_node_id(), socket.gethostname())
 
-    async def solve(self, position: int, problem: Problem) -> ProblemRecord:
-        engine, arch, grader = await self._open()
-        return await solve_and_grade(engine, arch, grader, problem, position, self.job.budget)
-
     async def stop(self) -> None:
         """Close the engine: stops this worker's llama-servers and verifiers."""
         async with self._lock:
             self._ready = None
             await self._stack.aclose()
+
+
+class EvalWorker(EngineWorker):
+    """A Ray actor (made with `ray.remote(EvalWorker)` by the driver): solves problems, returns their rows."""
+
+    job: WorkerJob
+
+    def _setup(self, engine: Engine) -> tuple[Engine, Architecture, Grader]:
+        arch = build_architecture(self.job.spec, self.job.default_models, source="the driver's architecture")
+        grader: Grader = Grader(engine.resources)
+        if self.job.grade_in_tasks:
+            import ray
+
+            grader = TaskGrader(engine.resources, ray.remote(num_cpus=1)(_grade_on_a_core))
+        return engine, arch, grader
+
+    async def solve(self, position: int, problem: Problem) -> ProblemRecord:
+        engine, arch, grader = await self._open()
+        return await solve_and_grade(engine, arch, grader, problem, position, self.job.budget)

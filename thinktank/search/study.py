@@ -13,8 +13,11 @@ architecture is the front's most accurate (ties: fewer tokens). It is then run f
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import warnings
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +34,7 @@ from thinktank.search.pool import PoolProgress, PoolSpec, SamplePool
 from thinktank.search.replay import evaluate
 from thinktank.search.report import write_report
 from thinktank.search.space import NOT_REPLAYABLE, Config, PoolLimits, baseline_params, suggest
+from thinktank.search.storage import open_storage
 from thinktank.tasks.base import Problem, seeded_shuffle
 from thinktank.telemetry import TraceSink
 from thinktank.usage import PriceTable
@@ -99,6 +103,9 @@ class SearchSettings(BaseModel):
     budget: QueryBudget | None = None
     slots: int = Field(4, ge=1)  # backend slots: latency model, confirmation concurrency
     max_n: int = Field(16, ge=1)  # largest n / adaptive max_n in the space (above the pool's n: extension)
+    # an Optuna storage several processes share (storage.py; None: run_dir/study.db); kept out of reports (a password)
+    study_storage: str | None = Field(None, exclude=True)
+    study_name: str = Field("search", min_length=1)
 
 
 def split_problems(
@@ -119,11 +126,20 @@ def split_problems(
 
 
 def open_study(run_dir: Path | None, settings: SearchSettings) -> optuna.Study:
-    """The study in `run_dir/study.db` (WAL, so a trial costs milliseconds), or in memory without a run dir."""
+    """The study `settings.study_name` in `settings.study_storage` (shared with other processes), else in
+    `run_dir/study.db` (WAL, so a trial costs milliseconds), or in memory without a run dir.
+
+    In a shared study each process seeds its sampler with the settings' seed plus its own offset, so two processes do
+    not propose the same configurations in the same order (trials from several processes are not reproducible anyway:
+    which process tells first decides the sampler's next proposal)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage: optuna.storages.BaseStorage | None = None
-    if run_dir is not None:
+    seed = settings.seed
+    if settings.study_storage is not None:
+        storage = open_storage(settings.study_storage)
+        seed += zlib.crc32(_owner().encode())
+    elif run_dir is not None:
         import sqlite3
 
         from sqlalchemy import event
@@ -138,12 +154,12 @@ def open_study(run_dir: Path | None, settings: SearchSettings) -> optuna.Study:
         rdb.engine.dispose()
         storage = rdb
     sampler: optuna.samplers.BaseSampler = (
-        optuna.samplers.NSGAIISampler(seed=settings.seed)
+        optuna.samplers.NSGAIISampler(seed=seed)
         if settings.sampler == "nsga2"
-        else optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, group=True)
+        else optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     )
     return optuna.create_study(
-        study_name="search", storage=storage, sampler=sampler, directions=["maximize", "minimize"], load_if_exists=True
+        study_name=settings.study_name, storage=storage, sampler=sampler, directions=["maximize", "minimize"], load_if_exists=True
     )
 
 
@@ -169,6 +185,30 @@ def trial_results(study: optuna.Study, budget: QueryBudget | None, space: type[B
     return out
 
 
+def _owner() -> str:
+    """This process, as `host:pid:start` (the start time tells a reused pid from the process that was)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def _started(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()[19]  # field 22: start time in clock ticks since boot
+    except (OSError, IndexError):
+        return "?"
+
+
+def _abandoned(owner: Any) -> bool:
+    """Whether a RUNNING trial's process is gone: one without an owner (an older study) or one of this host's whose
+    process no longer runs. Another host's trial is left alone: its process may be running it."""
+    if not isinstance(owner, str) or owner.count(":") < 2:
+        return True
+    host, pid, start = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return False
+    return not pid.isdigit() or _started(int(pid)) != start
+
+
 async def fill_study(
     study: optuna.Study,
     settings: SearchSettings,
@@ -183,9 +223,15 @@ async def fill_study(
     """Ask/tell until the study holds `settings.trials` finished trials; each distinct configuration is evaluated once.
 
     A fresh study starts with `baselines` (trial params); a trial left running by a killed search is marked failed and
-    redone as a new one, every finished one is kept. The budget (when set) is each trial's constraint."""
+    redone as a new one, every finished one is kept. Each trial names the process that runs it (`owner`: host, pid,
+    start time): in a study shared with other processes (`settings.study_storage`) only this host's trials whose
+    process is gone are stale, the finished count and the memo are read from the storage before each trial, so the
+    processes together stop at `settings.trials` (one more per other process at most) and rarely evaluate a
+    configuration twice. The budget (when set) is each trial's constraint."""
+    shared = settings.study_storage is not None
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # interrupted mid-evaluation: redone as a new trial
+        if _abandoned(stale.user_attrs.get("owner")):  # interrupted mid-evaluation: redone as a new trial
+            study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
     if not study.trials:
         for params in baselines:
             study.enqueue_trial(params)
@@ -194,11 +240,15 @@ async def fill_study(
     budget = settings.budget
     if progress:
         progress.start(f"{label} ({done} done, {len(memo)} distinct)", max(0, settings.trials - done))
+    owner = _owner()
     while done < settings.trials:
         trial = study.ask()
+        trial.set_user_attr("owner", owner)
         try:
             config = suggest_config(trial)
             key = config.key()
+            if key not in memo and shared:  # another process may have evaluated it meanwhile
+                memo.update({r.config.key(): r.metrics for r in trial_results(study, None, space)})
             if key not in memo:
                 memo[key] = await metrics_of(config)
         except BaseException:
@@ -210,7 +260,7 @@ async def fill_study(
         if budget is not None:
             trial.set_constraint("budget", budget.cost(metrics) - budget.limit)
         study.tell(trial, [metrics["accuracy"], metrics["tokens"]])
-        done += 1
+        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) if shared else done + 1
         if progress:
             progress.advance()
 
@@ -348,11 +398,13 @@ async def run_search(
     compare: Sequence[Path] = (),
     progress: PoolProgress | None = None,
     telemetry: TraceSink | None = None,
+    fill_pool: Callable[[SamplePool, PoolProgress | None], Awaitable[Any]] | None = None,
 ) -> SearchOutcome:
     """The whole search; writes run_dir/{pool.sqlite, study.db, pareto.json, chosen.yaml, report.html}.
 
     With `telemetry`, the trace of every query that runs is exported: each pool fill and each confirmation problem
-    (replayed trials make no call, so they have none)."""
+    (replayed trials make no call, so they have none). `fill_pool` fills the pool elsewhere first (`search --ray`:
+    `cluster.build_pool_on_ray`); the local build then finishes whatever it left (nothing, when it filled all)."""
     for model in models:
         engine.backend_for(model)  # UnknownModelError before any work
     if settings.budget is not None and settings.budget.kind == "usd" and not (prices and prices.prices):
@@ -360,6 +412,8 @@ async def run_search(
     started = time.monotonic()
     pool = SamplePool(run_dir / "pool.sqlite", dev, spec, engine=engine, concurrency=2 * settings.slots, telemetry=telemetry)
     try:
+        if fill_pool is not None:
+            await fill_pool(pool, progress)
         await pool.build(progress=progress)
         pool.stage = "search"
         dev_ids = [p.id for p in dev]

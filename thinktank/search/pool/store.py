@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from thinktank.search.pool.types import Answer, Call, Chain, Cost, Info, PoolSpe
 from thinktank.tasks.base import Problem
 from thinktank.techniques.gen_tests import tests_from_replies
 
-__all__ = ["PoolStore"]
+__all__ = ["POOL_TABLES", "PoolRows", "PoolStore"]
+
+#: the tables a problem's rows are in (all but `meta`)
+POOL_TABLES = ("samples", "tests", "test_runs", "judge", "repairs", "chains")
 
 SCHEMA_VERSION = 1
 _ANSWER_COLUMNS = """text TEXT NOT NULL, answer TEXT, key TEXT, public_passed INTEGER, public_score REAL NOT NULL,
@@ -40,6 +44,14 @@ CREATE TABLE IF NOT EXISTS repairs (model TEXT NOT NULL, problem_id TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS chains (model TEXT NOT NULL, problem_id TEXT NOT NULL, start TEXT NOT NULL,
     rounds INTEGER NOT NULL, PRIMARY KEY (model, problem_id, start));
 """
+
+
+@dataclass(frozen=True)
+class PoolRows:
+    """A pool's rows by table (columns in the tables' order), and how many samples a backend call carried per model."""
+
+    tables: dict[str, list[tuple[Any, ...]]]
+    per_call: dict[str, int]
 
 
 class PoolStore:
@@ -75,14 +87,21 @@ class PoolStore:
                 f"{self.path} holds a pool for different settings ({', '.join(changed)} differ); use another --run-dir"
             )
 
-    def _load(self) -> None:
+    def _load(self, problem_ids: Sequence[str] | None = None) -> None:
+        """Read the rows (of `problem_ids` only, when given) into memory."""
         db = self._db
-        for model, temp, pid, _idx, *rest in db.execute("SELECT * FROM samples ORDER BY model, temperature, problem_id, idx"):
+        marks = "" if problem_ids is None else f" WHERE problem_id IN ({', '.join('?' * len(problem_ids))})"
+        args = tuple(problem_ids or ())
+
+        def rows(table: str, order: str = "") -> Iterable[Any]:
+            return db.execute(f"SELECT * FROM {table}{marks}{' ORDER BY ' + order if order else ''}", args)
+
+        for model, temp, pid, _idx, *rest in rows("samples", "model, temperature, problem_id, idx"):
             answer, phase, stage = self._answer_row(model, pid, rest)
             self._samples.setdefault((model, temp, pid), []).append(answer)
             self._costs.append(Cost("samples", phase, stage, answer.call))
         replies: dict[tuple[str, str], list[tuple[str, Call]]] = {}
-        tests = db.execute("SELECT * FROM tests ORDER BY model, problem_id, idx")
+        tests = rows("tests", "model, problem_id, idx")
         for model, pid, _idx, text, pt, ct, lat, cached, phase, stage in tests:
             call = Call(model, pt, ct, lat, bool(cached))
             replies.setdefault((model, pid), []).append((text, call))
@@ -90,18 +109,18 @@ class PoolStore:
         for (model, pid), items in replies.items():
             if len(items) >= self.spec.test_replies and pid in self.problems:
                 self._tests[(model, pid)] = self._test_set(pid, items)
-        for model, pid, answer, results in db.execute("SELECT * FROM test_runs"):
+        for model, pid, answer, results in rows("test_runs"):
             self._runs[(model, pid, answer)] = tuple(json.loads(results))
-        for model, pid, shown, score, pt, ct, lat, cached, phase, stage in db.execute("SELECT * FROM judge"):
+        for model, pid, shown, score, pt, ct, lat, cached, phase, stage in rows("judge"):
             call = Call(model, pt, ct, lat, bool(cached))
             self._judge[(model, pid, shown)] = (score, call)
             self._costs.append(Cost("judge", phase, stage, call))
         attempts: dict[tuple[str, str, str], list[Answer]] = {}
-        for model, pid, start, _round, *rest in db.execute("SELECT * FROM repairs ORDER BY model, problem_id, start, round"):
+        for model, pid, start, _round, *rest in rows("repairs", "model, problem_id, start, round"):
             answer, phase, stage = self._answer_row(model, pid, rest)
             attempts.setdefault((model, pid, start), []).append(answer)
             self._costs.append(Cost("repair", phase, stage, answer.call))
-        for model, pid, start, rounds in db.execute("SELECT * FROM chains"):
+        for model, pid, start, rounds in rows("chains"):
             self._chains[(model, pid, start)] = Chain(tuple(attempts.get((model, pid, start), [])), rounds)
 
     def _answer_row(self, model: str, pid: str, row: Sequence[Any]) -> tuple[Answer, str, str]:
@@ -135,6 +154,37 @@ class PoolStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # --- a pool filled elsewhere (`search --ray`: workers fill, the driver commits) -------------------
+
+    def unbuilt(self) -> list[str]:
+        """Problems with no row yet (a pool filled elsewhere sends these); `build` finishes any partly filled one."""
+        started = {pid for (_, _, pid) in self._samples} | {pid for (_, pid) in self._tests}
+        return [pid for pid in sorted(self.problems) if pid not in started]
+
+    def rows(self) -> PoolRows:
+        """Every row of the pool's tables (a worker's one-problem pool, shipped to the driver)."""
+        tables = {t: [tuple(r) for r in self._db.execute(f"SELECT * FROM {t}")] for t in POOL_TABLES}
+        return PoolRows(tables, dict(self._meta("per_call", {})))
+
+    def add_rows(self, batch: Sequence[PoolRows]) -> None:
+        """Commit the rows other pools made for problems this one has no row of, in one transaction, and read them in.
+        A row whose key (model, problem, seed or index) is already here is refused: each is committed once."""
+        pids = sorted({row[1 if t in ("tests", "test_runs", "judge", "repairs", "chains") else 2]
+                       for rows in batch for t, values in rows.tables.items() for row in values})  # fmt: skip
+        if started := set(pids) - set(self.unbuilt()):
+            raise PoolError(f"the pool {self.path} already has rows of {', '.join(sorted(started))}")
+        per_call: dict[str, int] = dict(self._meta("per_call", {}))
+        statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = []
+        for rows in batch:
+            per_call.update(rows.per_call)
+            for table, values in rows.tables.items():
+                if values:
+                    statements.append((f"INSERT INTO {table} VALUES ({', '.join('?' * len(values[0]))})", values))
+        statements.append(("INSERT OR REPLACE INTO meta VALUES ('per_call', ?)", [(json.dumps(per_call),)]))
+        self._write(statements)
+        self._load(pids)
+        self._rates = None
 
     def _test_set(self, pid: str, items: Sequence[tuple[str, Call]]) -> TestSet:
         task = self.problems[pid].input
