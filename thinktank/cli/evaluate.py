@@ -22,6 +22,7 @@ from thinktank.cli.common import (
     speculation_settings,
 )
 from thinktank.cli.options import (
+    BATCH_SLOTS,
     ApiKeyEnvOpt,
     BackendOpt,
     BackendsOpt,
@@ -65,7 +66,7 @@ def eval_command(
     backend: BackendOpt = None,
     backends: BackendsOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    slots: SlotsOpt = 4,
+    slots: SlotsOpt = BATCH_SLOTS,
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     store_url: Annotated[

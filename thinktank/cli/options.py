@@ -42,6 +42,9 @@ CacheOpt = Annotated[
     ),
 ]
 SlotsOpt = Annotated[int, typer.Option(min=1, max=64, help="Parallel slots of each embedded server.")]
+#: eval's and search's default: decode throughput on 2 cores kept rising up to 16 slots (2.88x one slot, 1.73x four;
+#: docs/benchmarks.md, "Decode throughput against slot count"); serve keeps 4, since each stream slows as slots grow
+BATCH_SLOTS = 16
 OtlpOpt = Annotated[
     str | None,
     typer.Option(

@@ -22,6 +22,7 @@ from thinktank.cli.common import (
     speculation_settings,
 )
 from thinktank.cli.options import (
+    BATCH_SLOTS,
     ApiKeyEnvOpt,
     BackendOpt,
     BackendsOpt,
@@ -91,7 +92,7 @@ def search(
     max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of samples and generated tests.")] = 512,
     sampler: Annotated[str, typer.Option(help="Optuna sampler: nsga2 or tpe (seeded).")] = "nsga2",
     seed: Annotated[int, typer.Option(help="Seed of the dev/test split (= eval --sample dev+test --seed), draws, sampler.")] = 0,
-    slots: SlotsOpt = 4,
+    slots: SlotsOpt = BATCH_SLOTS,
     backend: BackendOpt = None,
     backends: BackendsOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
