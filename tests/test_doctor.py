@@ -212,7 +212,9 @@ def test_doctor_raises_the_root_error_so_main_maps_it_to_exit_2(monkeypatch):
 
 
 def test_shell_completion_is_offered():
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    # typer otherwise detects the shell from our parent processes and ignores "bash": run under `nohup make test`,
+    # with no shell among them, it printed "Shell  not supported"; with detection off, the named shell is used
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     shown = subprocess.run(
         [sys.executable, "-m", "thinktank.cli", "--show-completion", "bash"],
         capture_output=True, text=True, env=env, timeout=120, check=False,

@@ -24,19 +24,21 @@ async def busy(client: httpx.AsyncClient, base_url: str) -> bool:
 
 
 async def overlaps_while(calls: asyncio.Future[object], urls: list[str]) -> tuple[int, int]:
-    """(polls where both servers were decoding, polls) until `calls` are done."""
-    both = polls = 0
+    """(the longest run of consecutive polls in which both servers were decoding, polls) until `calls` are done.
+    A run, not a count: at a hand-over one poll may catch the old holder's slot an instant before it is released."""
+    longest = run = polls = 0
     async with httpx.AsyncClient(timeout=5) as client:
         while not calls.done():
             states = await asyncio.gather(*(busy(client, url) for url in urls))
-            both += all(states)
+            run = run + 1 if all(states) else 0
+            longest = max(longest, run)
             polls += 1
             await asyncio.sleep(0.05)  # sampling the servers' state, not pacing calls
-    return both, polls
+    return longest, polls
 
 
 async def run_both(backends: list[Backend]) -> tuple[int, int]:
-    """Four calls to each server at once, straight to `backends`; how often both servers decoded at once."""
+    """Four calls to each server at once, straight to `backends`; the longest stretch both servers decoded at once."""
     requests = [
         GenerationRequest.from_prompt(f"Count from 1 to 30, variant {i}.", model, max_tokens=32, temperature=0.7, seed=i)
         for i in range(4)
@@ -56,10 +58,10 @@ async def test_two_embedded_servers_take_turns() -> None:
         gated = [engine.backends[SMALL], engine.backends[TINY]]
         assert all(isinstance(b, TakesTurns) for b in gated)
         both, polls = await run_both(gated)
-        assert both <= 1, f"both servers decoded at once in {both} of {polls} polls"
+        assert both <= 1, f"both servers decoded at once for {both} consecutive polls (of {polls})"
         # the same servers without the turns: they overlap, so the check above can fail
         both, polls = await run_both([b.inner for b in gated if isinstance(b, TakesTurns)])
-        assert both >= 2, f"without turns the servers should overlap; they did in {both} of {polls} polls"
+        assert both >= 3, f"without turns the servers should overlap; longest overlap {both} polls (of {polls})"
 
 
 async def test_take_turns_false_leaves_the_backends_as_they_are() -> None:
