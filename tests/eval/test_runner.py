@@ -138,3 +138,24 @@ async def test_grader_needs_only_the_problem_and_the_extracted_answer():
     problem = Problem(TaskInput("t", "text", "Capital of France?"), HiddenChecks(answer="Paris"))
     verdict = await Grader().grade(problem, " paris ")
     assert verdict.passed and verdict.reason == "exact match"
+
+
+async def test_candidates_that_pass_the_public_check_and_fail_the_hidden_one_are_counted(tmp_path):
+    """The public assert only tries inc(1): `HALF` passes it and fails the hidden checks, `BAD` fails both."""
+    good, half, bad = ("def inc(x):\n    return x + 1\n", "def inc(x):\n    return 2 if x == 1 else 0\n",
+                       "def inc(x):\n    return x - 1\n")  # fmt: skip
+    replies = [good, half, half, bad, good, half, bad, bad]
+    problem = Problem(
+        TaskInput("c", "code", "Write inc(x) returning x + 1.", entry_point="inc", public_tests=("assert inc(1) == 2",)),
+        HiddenChecks(test_code="def check(candidate):\n    for x in (0, 1, 5):\n        assert candidate(x) == x + 1\n"),
+    )
+    engine = Engine({"m": ScriptedBackend(lambda r, i: f"```python\n{replies[i % 8]}```")})
+    summaries = {}
+    for arch in ("sample-8-exec", "single"):
+        store = RunStore(tmp_path / arch)
+        await run_eval(engine, load_architecture(arch, ["m"]), [problem], store)
+        summaries[arch] = summarize(store)
+    checked = summaries["sample-8-exec"]
+    assert checked["checked_but_wrong"] == (3, 5) and checked["false_positive_rate"] == pytest.approx(0.6)
+    assert summaries["single"]["checked_but_wrong"] == (0, 0) and summaries["single"]["false_positive_rate"] is None
+    assert "3/5 (60.0%)" in markdown_table(list(summaries.values())) and "| – |" in markdown_table([summaries["single"]])

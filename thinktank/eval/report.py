@@ -23,6 +23,7 @@ COLUMNS = [
     ("p50_latency_s", "p50 s"),
     ("p95_latency_s", "p95 s"),
     ("wall_s", "wall s"),
+    ("checked_but_wrong", "checked but wrong"),
 ]
 
 
@@ -51,6 +52,9 @@ def _columns(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def _fmt(key: str, value: Any) -> str:
     if key in ("accuracy", "coverage"):
         return f"{100 * value:.1f}%"
+    if key == "checked_but_wrong":  # candidates that passed the architecture's own checks and failed the hidden ones
+        fooled, checked = value or (0, 0)
+        return f"{fooled}/{checked} ({100 * fooled / checked:.1f}%)" if checked else "–"
     if key == "ci95":
         return f"{100 * value[0]:.1f}–{100 * value[1]:.1f}%"
     if isinstance(value, float):

@@ -164,7 +164,23 @@ def summarize(store: ResultStore) -> dict[str, Any]:
         "wall_s": float(store.get_meta("wall_s") or 0.0),
         "budget_cut": sum(r.budget_cut for r in records),
         "errors": sum(r.error is not None for r in records),
+        **checked_but_wrong(records),
     }
+
+
+def checked_but_wrong(records: list[ProblemRecord]) -> dict[str, Any]:
+    """How often a candidate that passed every check the architecture ran on it (public asserts, "the program
+    returned a number", "the query ran and returned rows", a critic's approval) fails the hidden checks. That rate
+    caps what resampling against those checks can reach ("Inference Scaling fLaws"). `None` when no candidate was
+    checked at all (e.g. `single`, or plain voting)."""
+    checked = fooled = 0
+    for record in records:
+        for candidate in record.candidates:
+            verdicts = candidate.get("verdicts") or {}
+            if verdicts and all(v.get("passed") for v in verdicts.values()):
+                checked += 1
+                fooled += not candidate["hidden_verdict"]["passed"]
+    return {"checked_but_wrong": (fooled, checked), "false_positive_rate": fooled / checked if checked else None}
 
 
 def _saved_tokens(record: ProblemRecord) -> int:
