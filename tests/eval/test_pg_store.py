@@ -136,3 +136,33 @@ async def test_a_store_that_goes_down_mid_run_keeps_whole_rows_and_the_rerun_res
         progress = await run_eval(Engine({"m": backend}), arch, math_problems(5), store)
         assert progress.done == 3 and len(backend.requests) == 3 and len(store.records()) == 5
         store.close()
+
+
+async def test_report_and_trace_read_a_run_kept_on_postgres_by_its_name(postgres_url, tmp_path, monkeypatch):
+    """`report --store` / `trace --store` (or $THINKTANK_STORE_URL) read the run `eval --store` wrote, named by its
+    run directory's name, with nothing on local disk; a name the server does not hold is refused, not reported empty."""
+    from typer.testing import CliRunner
+
+    from thinktank.cli.commands import app
+
+    store = PostgresRunStore(postgres_url, "adder-run")
+    store.bind_config(CONFIG)
+    await run_eval(Engine({"m": ScriptedBackend(adder)}), load_architecture("single", ["m"]), math_problems(4), store)
+    store.close()
+    run = tmp_path / "elsewhere" / "adder-run"  # never created: only its name is used
+    cli = CliRunner()
+    shown = cli.invoke(app, ["report", str(run), "--store", postgres_url, "--markdown", "--html", str(tmp_path / "r.html")],
+                       env={"COLUMNS": "250"})  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.output.splitlines() if line.startswith("|") and "adder-run" in line)
+    assert "| single | 4 | 50.0%" in row  # the adder is right on the even problems only
+    assert (tmp_path / "r.html").exists() and not run.exists()
+    monkeypatch.setenv("THINKTANK_STORE_URL", postgres_url)
+    traced = cli.invoke(app, ["trace", str(run), "q1"], env={"COLUMNS": "250"})
+    assert traced.exit_code == 0, traced.output
+    assert "q1: failed" in traced.output and "candidate 0" in traced.output
+    missing = cli.invoke(app, ["report", str(tmp_path / "no-such-run")], env={"COLUMNS": "250"})
+    assert missing.exit_code == 2 and "no run named 'no-such-run'" in missing.output
+    monkeypatch.delenv("THINKTANK_STORE_URL")
+    local = cli.invoke(app, ["trace", str(run), "q1"], env={"COLUMNS": "250"})
+    assert local.exit_code == 2 and "read with --store URL" in " ".join(local.output.split())

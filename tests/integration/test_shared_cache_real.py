@@ -84,3 +84,7 @@ def test_eval_keeps_results_and_samples_on_postgres_and_a_rerun_resumes(small_se
         assert conn.execute("SELECT count(*) FROM thinktank_results WHERE run = 'gsm'").fetchone() == (2,)
         assert conn.execute("SELECT count(*) FROM thinktank_responses").fetchone()[0] >= 2
     assert not (tmp_path / "a" / "gsm" / "results.sqlite").exists()
+    report = subprocess.run([sys.executable, "-m", "thinktank.cli", "report", str(tmp_path / "c" / "gsm"), "--store",
+                             postgres_url, "--html", str(tmp_path / "r.html")], capture_output=True, text=True, env=env,
+                            timeout=120)  # fmt: skip
+    assert report.returncode == 0 and "#gsm" in report.stdout, report.stderr[-3000:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -38,6 +38,9 @@ from thinktank.cli.options import (
     SlotsOpt,
 )
 from thinktank.models.packs import DEFAULT_MODEL, PACKS, model_label
+
+if TYPE_CHECKING:
+    from thinktank.eval.store import ResultStore
 
 
 def default_run_dir(task: str, models: list[str], arch: str) -> Path:
@@ -91,7 +94,7 @@ def eval_command(
     from thinktank.engine.budget import Budget
     from thinktank.eval.report import comparison_table
     from thinktank.eval.runner import run_eval, summarize
-    from thinktank.eval.store import ResultStore, RunStore
+    from thinktank.eval.store import RunStore
     from thinktank.runtime import open_engine
     from thinktank.tasks.registry import load_problems
     from thinktank.telemetry import exporting, resolve_endpoint
@@ -203,6 +206,36 @@ def eval_command(
     console.print(f"results: {store.run_dir if store_url else run_dir / 'results.sqlite'}")
 
 
+ReadStoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Read the runs from this PostgreSQL server (the one `eval --store` wrote them to), each by its run"
+        " directory's name. Default: $THINKTANK_STORE_URL, if set; otherwise <run-dir>/results.sqlite.",
+    ),
+]
+
+
+def open_finished_run(run: Path, store_url: str | None) -> ResultStore:
+    """The store of a run that `eval` wrote: on the shared PostgreSQL server when one is named (the run is its
+    directory's name there, as `eval --store` keeps it), else the run directory's results.sqlite. A run that is not
+    there is refused, so a typo never reports an empty run."""
+    from thinktank.eval.store import RunStore
+
+    store_url = store_url or os.environ.get("THINKTANK_STORE_URL") or None
+    if store_url:
+        from thinktank.eval.pg_store import PostgresRunStore
+
+        shared = PostgresRunStore(store_url, run.name)
+        if shared.get_meta("config") is None:
+            shared.close()
+            raise typer.BadParameter(f"no run named {run.name!r} in {shared.run_dir.rsplit('#', 1)[0]}")
+        return shared
+    if not (run / "results.sqlite").exists():
+        raise typer.BadParameter(f"{run} has no results.sqlite (a run kept on PostgreSQL is read with --store URL)")
+    return RunStore(run)
+
+
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
     html_path: Annotated[Path, typer.Option("--html", help="Where to write the HTML report.")] = Path("runs/report.html"),
@@ -215,19 +248,17 @@ def report(
             " bootstrap 95% CI and McNemar's p-value (runs on the same problems differ far less than their own CIs suggest).",
         ),
     ] = None,
+    store_url: ReadStoreOpt = None,
 ) -> None:
     """Compare runs: a table in the terminal and an HTML page with an accuracy-vs-cost plot."""
     from thinktank.eval.report import comparison_table, markdown_table, with_baseline, write_html
     from thinktank.eval.runner import summarize
-    from thinktank.eval.store import RunStore
 
     if baseline is not None and baseline not in runs:
         runs = [baseline, *runs]
     summaries, outcomes = [], []
     for run in runs:
-        if not (run / "results.sqlite").exists():
-            raise typer.BadParameter(f"{run} has no results.sqlite")
-        store = RunStore(run)
+        store = open_finished_run(run, store_url)
         summaries.append(summarize(store))
         outcomes.append({r.problem_id: r.passed for r in store.records()})
         store.close()
@@ -242,13 +273,12 @@ def report(
 def trace(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     problem_id: Annotated[str, typer.Argument(help="The problem id, e.g. HumanEval/0.")],
+    store_url: ReadStoreOpt = None,
 ) -> None:
     """Show one problem's call tree: nodes, calls, tokens, verdicts."""
     from rich.tree import Tree
 
-    from thinktank.eval.store import RunStore
-
-    store = RunStore(run)
+    store = open_finished_run(run, store_url)
     record = next((r for r in store.records() if r.problem_id == problem_id), None)
     store.close()
     if record is None:
