@@ -74,9 +74,9 @@ def test_eval_with_an_unreachable_or_malformed_ray_address_exits_2_with_the_reas
     assert bad.returncode == 2 and f"cannot reach the Ray head at 127.0.0.1:{port}" in bad.stderr
     bad = subprocess.run([*base, str(tmp_path / "b"), "--ray", "head"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "expected auto, local, or HOST:PORT" in bad.stderr
-    bad = subprocess.run([*base, str(tmp_path / "c"), "--ray", "auto", "--otlp", "http://127.0.0.1:4318"],
+    bad = subprocess.run([*base, str(tmp_path / "c"), "--ray", "auto", "--otlp", "ftp://127.0.0.1:4318"],
                          capture_output=True, text=True, env=env)  # fmt: skip
-    assert bad.returncode == 2 and "--otlp is not supported with --ray" in bad.stderr
+    assert bad.returncode == 2 and "'ftp://127.0.0.1:4318' is not an http(s) URL" in bad.stderr  # before joining Ray
 
 
 def test_a_head_that_answers_but_will_not_take_us_is_a_cluster_error_with_ray_s_reason(monkeypatch):

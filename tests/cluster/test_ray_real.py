@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from integration.conftest import SMALL_MODEL
 from integration.test_llama_server import llama_server_pids
+from telemetry.receiver import otlp_receiver
 
 from thinktank.arch import build_architecture, load_architecture
 from thinktank.cluster import OpenEngine, WorkerJob, connected, run_eval_on_ray
@@ -22,6 +23,7 @@ from thinktank.eval.store import ProblemRecord, RunStore
 from thinktank.exceptions import ClusterError
 from thinktank.runtime import open_engine
 from thinktank.tasks.registry import load_problems
+from thinktank.telemetry import resolve_endpoint
 from thinktank.testing import FakeOpenAIServer
 
 from .local_cluster import LocalCluster, cluster_env
@@ -81,6 +83,27 @@ async def test_rows_across_two_nodes_equal_a_local_run_and_a_rerun_resumes(ray_c
     assert rows(store) == expected
     code = [r for r in store.records() if r.problem_id.startswith("c")]
     assert len(code) == 6 and any(0 < r.n_correct < r.n_candidates for r in code)  # the sandbox failed some candidates
+
+
+async def test_each_worker_exports_its_problems_traces_to_the_otlp_endpoint(ray_cluster, tmp_path):
+    """`eval --ray --otlp URL`: spans leave from the workers on both nodes (service `thinktank-worker`), one query span
+    per problem, its calls under it, with the tokens the run store counted; the worker's `stop` flushes them."""
+    arch = load_architecture("sample-8-vote", ["m"])
+    problems = math_problems(8)
+    ids = {p.id for p in problems}
+    store = RunStore(tmp_path / "ray")
+    with otlp_receiver() as receiver, connected(ray_cluster.address):
+        job = WorkerJob(ScriptedEngine(), arch.spec, ["m"], otlp_endpoint=resolve_endpoint(receiver.url))
+        assert (await run_eval_on_ray(job, problems, store, workers=2, concurrency=3)).done == 8
+        spans = receiver.wait_for(lambda got: ids <= {s.attributes.get("thinktank.problem.id") for s in got})
+    queries = [s for s in spans if "thinktank.problem.id" in s.attributes]
+    assert sorted(s.attributes["thinktank.problem.id"] for s in queries) == sorted(ids)  # each problem once
+    assert {s.service for s in spans} == {"thinktank-worker"}
+    calls = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]
+    assert {s.trace_id for s in calls} == {s.trace_id for s in queries}  # every call inside its problem's trace
+    assert sum(s.attributes["gen_ai.usage.output_tokens"] for s in calls) == sum(r.completion_tokens for r in store.records())
+    passed = {s.attributes["thinktank.problem.id"]: s.attributes["thinktank.passed"] for s in queries}
+    assert passed == {r.problem_id: r.passed for r in store.records()}
 
 
 async def test_a_killed_worker_process_costs_nothing_and_doubles_nothing(ray_cluster, tmp_path):

@@ -100,8 +100,6 @@ def eval_command(
     from thinktank.telemetry import exporting, resolve_endpoint
 
     resolve_endpoint(otlp)  # a malformed URL fails before any work
-    if ray is not None and otlp is not None:
-        raise typer.BadParameter("--otlp is not supported with --ray yet (the traces are in the results DB)")
     pools = load_backends(backends)
     problems = load_problems(task, seed=seed, limit=limit, offset=offset, sample=sample)
     names = served_names(model, backend, pools)
@@ -184,7 +182,7 @@ def eval_command(
 
         models = architecture.models or names
         spec, env = ray_engine(models, backend, api_key_env, slots, not no_cache, cache, load_prices(prices), pools)
-        job = WorkerJob(spec, architecture.spec, names, budget, env=env)
+        job = WorkerJob(spec, architecture.spec, names, budget, env=env, otlp_endpoint=resolve_endpoint(otlp))
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn())  # fmt: skip
         with Progress(*columns, console=err_console) as bar:

@@ -136,8 +136,6 @@ def search(
     from thinktank.telemetry import exporting, resolve_endpoint
 
     resolve_endpoint(otlp)  # a malformed URL fails before any work
-    if ray is not None and otlp is not None:
-        raise typer.BadParameter("--otlp is not supported with --ray yet")
     refs = [m.strip() for m in models.split(",") if m.strip()]
     if not refs:
         raise ConfigError("--models needs at least one model")
@@ -184,7 +182,7 @@ def search(
         from thinktank.cluster import PoolJob, build_pool_on_ray
 
         engine_spec, env = ray_engine(refs, backend, api_key_env, slots, not no_cache, cache, load_prices(prices), pools)
-        job = PoolJob(engine_spec, spec, env)
+        job = PoolJob(engine_spec, spec, env, otlp_endpoint=resolve_endpoint(otlp))
         per_worker = max(slots, pools.slots(names) if pools else 0)
 
         async def fill_pool(pool: Any, progress: Any) -> None:

@@ -29,6 +29,7 @@ from thinktank.engine.engine import Engine
 from thinktank.search.pool import PoolProgress, PoolSpec, SamplePool
 from thinktank.search.pool.store import PoolRows
 from thinktank.tasks.base import Problem
+from thinktank.telemetry import TraceSink, exporting
 
 __all__ = ["PoolJob", "PoolWorker", "build_pool_on_ray"]
 
@@ -40,6 +41,7 @@ class PoolJob:
     engine: EngineSpec
     spec: PoolSpec
     env: dict[str, str] = field(default_factory=dict)  # set in the worker's environment (e.g. the API key)
+    otlp_endpoint: str | None = None  # each worker exports its pool queries' traces there itself (the driver's --otlp)
 
 
 class PoolWorker(EngineWorker):
@@ -47,10 +49,13 @@ class PoolWorker(EngineWorker):
 
     job: PoolJob
 
+    def _setup(self, engine: Engine) -> tuple[Engine, TraceSink | None]:
+        return engine, self._stack.enter_context(exporting(self.job.otlp_endpoint, service_name="thinktank-worker"))
+
     async def fill(self, problem: Problem) -> PoolRows:
-        engine: Engine = await self._open()
+        engine, sink = await self._open()
         with tempfile.TemporaryDirectory(prefix="tt-pool-") as tmp:
-            pool = SamplePool(Path(tmp) / "pool.sqlite", [problem], self.job.spec, engine=engine)
+            pool = SamplePool(Path(tmp) / "pool.sqlite", [problem], self.job.spec, engine=engine, telemetry=sink)
             try:
                 await pool.build()
                 return pool.rows()

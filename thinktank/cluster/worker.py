@@ -34,6 +34,7 @@ from thinktank.eval.runner import solve_and_grade
 from thinktank.eval.store import ProblemRecord
 from thinktank.kinds import kind_of
 from thinktank.tasks.base import Problem
+from thinktank.telemetry import TraceSink, exporting
 from thinktank.usage import PriceTable
 from thinktank.verifiers.base import Verdict
 
@@ -84,6 +85,7 @@ class WorkerJob:
     budget: Budget | None = None
     grade_in_tasks: bool = True  # grading that runs answers as one-CPU Ray tasks; False: inside the worker
     env: dict[str, str] = field(default_factory=dict)  # set in the worker's environment (e.g. the API key)
+    otlp_endpoint: str | None = None  # each worker exports its problems' traces there itself (the driver's --otlp)
 
 
 @dataclass(frozen=True)
@@ -159,15 +161,17 @@ class EvalWorker(EngineWorker):
 
     job: WorkerJob
 
-    def _setup(self, engine: Engine) -> tuple[Engine, Architecture, Grader]:
+    def _setup(self, engine: Engine) -> tuple[Engine, Architecture, Grader, TraceSink | None]:
         arch = build_architecture(self.job.spec, self.job.default_models, source="the driver's architecture")
         grader: Grader = Grader(engine.resources)
         if self.job.grade_in_tasks:
             import ray
 
             grader = TaskGrader(engine.resources, ray.remote(num_cpus=1)(_grade_on_a_core))
-        return engine, arch, grader
+        # Spans leave from the node that made them, as every OpenTelemetry service does; `stop` flushes them.
+        sink = self._stack.enter_context(exporting(self.job.otlp_endpoint, service_name="thinktank-worker"))
+        return engine, arch, grader, sink
 
     async def solve(self, position: int, problem: Problem) -> ProblemRecord:
-        engine, arch, grader = await self._open()
-        return await solve_and_grade(engine, arch, grader, problem, position, self.job.budget)
+        engine, arch, grader, sink = await self._open()
+        return await solve_and_grade(engine, arch, grader, problem, position, self.job.budget, sink)
