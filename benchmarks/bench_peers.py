@@ -333,6 +333,39 @@ def render_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _best(rows: Sequence[Row]) -> Row | None:
+    """The most accurate row; between equals, the one the server counted fewer tokens for."""
+    return min(rows, key=lambda r: (-r.passed / max(r.n, 1), r.prompt_tokens + r.completion_tokens), default=None)
+
+
+def verdicts(rows: Sequence[Row]) -> list[str]:
+    """Per task, issue 17's target: thinktank's best ≥ every peer's best in accuracy, at ≤ its server-counted tokens
+    (prompt + completion), with the paired difference on the same problems (bootstrap 95% CI, McNemar's p)."""
+    from thinktank.eval.metrics import paired_difference
+
+    lines = []
+    for task in dict.fromkeys(r.task for r in rows):
+        ran = [r for r in rows if r.task == task and r.status == "ok"]
+        ours = _best([r for r in ran if r.approach.startswith("thinktank:")])
+        theirs = _best([r for r in ran if not r.approach.startswith("thinktank:")])
+        if ours is None or theirs is None:
+            lines.append(f"{task}: no verdict (a thinktank row and a peer row are both needed)")
+            continue
+        by_id = {d["id"]: d["passed"] for d in theirs.problems}
+        shared = [d for d in ours.problems if d["id"] in by_id]
+        delta = paired_difference([by_id[d["id"]] for d in shared], [d["passed"] for d in shared])
+        tokens = [r.prompt_tokens + r.completion_tokens for r in (ours, theirs)]
+        ratio = tokens[0] / max(tokens[1], 1)
+        accurate = ours.passed / max(ours.n, 1) >= theirs.passed / max(theirs.n, 1)
+        met = "met" if accurate and tokens[0] <= tokens[1] else "NOT met"
+        lines.append(
+            f"{task}: target {met} — thinktank's best {ours.approach} {ours.passed}/{ours.n} at {tokens[0]:,} tokens vs the"
+            f" best peer {theirs.approach} {theirs.passed}/{theirs.n} at {tokens[1]:,} tokens ({ratio:.2f}×);"
+            f" paired Δ {delta.delta:+.1%} (95% CI {delta.low:+.1%} to {delta.high:+.1%}), McNemar p = {delta.p_value:.3g}"
+        )
+    return lines
+
+
 def parse_approaches(text: str, peers: dict[str, PeerSpec] = PEERS, presets: Sequence[str] = PRESETS) -> list[str]:
     """`thinktank:single,optillm,its_hub:best_of_n` → full names; a bare peer or `thinktank` means all of its
     approaches. thinktank's greedy `single` always runs (first): the time ratios are to it."""
@@ -556,6 +589,7 @@ async def main(argv: Sequence[str] | None = None, peers: dict[str, PeerSpec] = P
     rows = [r for key, r in results.rows().items() if key[0] in tasks and key[1] in approaches]
     table = render_table(sorted(rows, key=lambda r: (tasks.index(r.task), approaches.index(r.approach))))
     facts = f"model {args.model}, {args.slots} slots, seed {args.seed}, limit {args.limit}; {run['cpu']}; {run['date']}"
+    table += "\n\n" + "\n".join(verdicts(rows))
     out.with_suffix(".md").write_text(f"{facts}\n\n{table}\n")
     print(f"\n{facts}\n\n{table}\n\nresults: {out}; table: {out.with_suffix('.md')}")
     return table

@@ -209,6 +209,25 @@ def test_table_gives_accuracy_with_an_interval_and_ratios_to_greedy() -> None:
     assert "| n/a | 1.0 | n/a |" in lines[4]  # no greedy row for spider: no ratio
 
 
+def _verdict_row(approach: str, outcomes: list[bool], tokens: int) -> object:
+    problems = [{"id": f"p{i}", "passed": ok} for i, ok in enumerate(outcomes)]
+    return bp.Row("humaneval", approach, "ok", n=len(outcomes), passed=sum(outcomes), prompt_tokens=tokens // 2,
+                  completion_tokens=tokens - tokens // 2, problems=problems)  # fmt: skip
+
+
+def test_the_verdict_pits_thinktank_s_best_against_the_best_peer_on_accuracy_and_tokens() -> None:
+    ours = _verdict_row("thinktank:sample-8-exec", [True, True, True, False], 900)
+    cheap = _verdict_row("thinktank:single", [True, False, False, False], 100)
+    peer = _verdict_row("optillm:bon", [True, False, True, False], 1000)
+    worse_peer = _verdict_row("its_hub:self_consistency", [False, False, False, False], 50)
+    (line,) = bp.verdicts([cheap, ours, peer, worse_peer])
+    assert line.startswith("humaneval: target met — thinktank's best thinktank:sample-8-exec 3/4 at 900 tokens")
+    assert "best peer optillm:bon 2/4 at 1,000 tokens (0.90×)" in line and "paired Δ +25.0%" in line
+    (line,) = bp.verdicts([cheap, _verdict_row("thinktank:x", [True, True, True, False], 2000), peer])
+    assert "target NOT met" in line  # as accurate, but more tokens than the peer
+    assert bp.verdicts([cheap]) == ["humaneval: no verdict (a thinktank row and a peer row are both needed)"]
+
+
 def test_approaches_expand_peers_and_always_start_with_greedy() -> None:
     assert bp.parse_approaches("its_hub,thinktank:sample-8-exec")[:4] == [
         "thinktank:single", "its_hub:self_consistency", "its_hub:best_of_n", "thinktank:sample-8-exec",
